@@ -1,0 +1,342 @@
+"""BERT, the finished model the notebooks build step by step.
+
+One file, read top to bottom: config, embeddings, attention, encoder layer, the encoder (`BertModel`, which
+owns the pooler as Hugging Face's does), the two pretraining heads and `BertForPreTraining`.
+
+Notation (the course's): B batch · m sequence length · n hidden size · h heads · d = n / h head size ·
+f feed-forward size · V vocabulary size · p predicted positions per sequence · L layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522  # V
+    hidden_size: int = 256  # n
+    num_layers: int = 4  # L
+    num_heads: int = 4  # h
+    ffn_size: int = 1024  # f
+    max_len: int = 512  # longest sequence the position table covers
+    type_vocab_size: int = 2  # segments A and B
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    activation: str = "gelu"  # "gelu" (exact erf, as BERT) or "relu" (the d2l chapter)
+    embedding_norm: bool = True  # LayerNorm after summing the embeddings (BERT); d2l's version has none
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "ffn_size", "max_len",
+                     "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads "
+                             f"({self.num_heads}) so every head gets d = n / h features")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    @property
+    def head_size(self) -> int:  # d
+        return self.hidden_size // self.num_heads
+
+
+# exact-erf GELU, as the original BERT and Hugging Face's "gelu" (not the tanh approximation)
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Input checks. They run before any computation, so bad input fails with a message naming the value and the
+# allowed range instead of an index error deep inside an embedding. They are skipped while torch.export /
+# torch.onnx traces the model: data-dependent checks cannot be exported.
+
+
+def _exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
+def check_inputs(cfg: BertConfig, tokens, segments=None, valid_lens=None) -> None:
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor of token ids [B, m], got {type(tokens).__name__}")
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must hold integer ids (torch.long), got dtype {tokens.dtype}")
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must have shape [B, m], got {tuple(tokens.shape)}")
+    B, m = tokens.shape
+    if m < 1 or m > cfg.max_len:
+        raise ValueError(f"sequence length m = {m} is out of range: allowed 1 to max_len = {cfg.max_len}")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= cfg.vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"token id {bad} is out of range: allowed 0 to V - 1 = {cfg.vocab_size - 1}")
+    if segments is not None:
+        if not isinstance(segments, torch.Tensor) or segments.dtype.is_floating_point:
+            raise TypeError("segments must be an integer torch.Tensor [B, m]")
+        if segments.shape != tokens.shape:
+            raise ValueError(f"segments shape {tuple(segments.shape)} does not match tokens shape "
+                             f"{tuple(tokens.shape)}")
+        low, high = int(segments.min()), int(segments.max())
+        if low < 0 or high >= cfg.type_vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"segment id {bad} is out of range: allowed 0 to {cfg.type_vocab_size - 1}")
+    if valid_lens is not None:
+        if not isinstance(valid_lens, torch.Tensor) or valid_lens.dtype.is_floating_point:
+            raise TypeError("valid_lens must be an integer torch.Tensor [B]")
+        if valid_lens.shape != (B,):
+            raise ValueError(f"valid_lens must have shape [B] = ({B},), got {tuple(valid_lens.shape)}")
+        low, high = int(valid_lens.min()), int(valid_lens.max())
+        if low < 1 or high > m:
+            bad = low if low < 1 else high
+            raise ValueError(f"valid_lens value {bad} is out of range: allowed 1 to m = {m}")
+
+
+def check_pred_positions(pred_positions, B: int, m: int) -> None:
+    if not isinstance(pred_positions, torch.Tensor) or pred_positions.dtype.is_floating_point:
+        raise TypeError("pred_positions must be an integer torch.Tensor [B, p]")
+    if pred_positions.dim() != 2 or pred_positions.shape[0] != B:
+        raise ValueError(f"pred_positions must have shape [B, p] with B = {B}, got {tuple(pred_positions.shape)}")
+    if pred_positions.numel():
+        low, high = int(pred_positions.min()), int(pred_positions.max())
+        if low < 0 or high >= m:
+            bad = low if low < 0 else high
+            raise ValueError(f"pred position {bad} is out of range: allowed 0 to m - 1 = {m - 1}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Embeddings
+
+
+class BertEmbeddings(nn.Module):
+    """token + segment + learned position embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.hidden_size)  # [V, n]
+        self.segment_embedding = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)  # [2, n]
+        self.position_embedding = nn.Embedding(cfg.max_len, cfg.hidden_size)  # [max_len, n]
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.embedding_norm else nn.Identity()
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, tokens, segments):
+        m = tokens.shape[1]
+        positions = torch.arange(m, device=tokens.device)  # [m]
+        X = self.token_embedding(tokens) + self.segment_embedding(segments)  # [B, m, n]
+        X = X + self.position_embedding(positions)  # [B, m, n] + [m, n] broadcasts over the batch
+        return self.dropout(self.norm(X))  # [B, m, n]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Attention
+
+
+def padding_mask(valid_lens, m: int):
+    """valid_lens [B] -> boolean mask [B, 1, 1, m]: True where a key is a real token (may be attended)."""
+    if valid_lens is None:
+        return None
+    keys = torch.arange(m, device=valid_lens.device)  # [m]
+    return (keys[None, :] < valid_lens[:, None])[:, None, None, :]  # [B, 1, 1, m], broadcast over h, queries
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention with a key padding mask from `valid_lens`.
+
+    Two paths compute the same thing: `F.scaled_dot_product_attention` (fused, fast) by default, and the
+    explicit softmax(QK^T / sqrt(d)) V when the attention weights are wanted for plotting.
+    """
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        n = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.W_q = nn.Linear(n, n)
+        self.W_k = nn.Linear(n, n)
+        self.W_v = nn.Linear(n, n)
+        self.W_o = nn.Linear(n, n)
+        self.dropout_p = cfg.dropout  # dropout on the attention weights, as in BERT
+
+    def split_heads(self, X):  # [B, m, n] -> [B, h, m, d]
+        B, m, n = X.shape
+        return X.view(B, m, self.num_heads, n // self.num_heads).transpose(1, 2)
+
+    @staticmethod
+    def merge_heads(X):  # [B, h, m, d] -> [B, m, n]
+        B, h, m, d = X.shape
+        return X.transpose(1, 2).reshape(B, m, h * d)
+
+    def forward(self, X, valid_lens=None, return_attention: bool = False):
+        Q, K, V = (self.split_heads(W(X)) for W in (self.W_q, self.W_k, self.W_v))  # each [B, h, m, d]
+        mask = padding_mask(valid_lens, X.shape[1])  # [B, 1, 1, m] or None
+        dropout_p = self.dropout_p if self.training else 0.0
+        if return_attention:
+            out, weights = attention_with_weights(Q, K, V, mask, dropout_p)  # [B, h, m, d], [B, h, m, m]
+        else:
+            out = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, dropout_p=dropout_p)  # [B, h, m, d]
+            weights = None
+        return self.W_o(self.merge_heads(out)), weights  # [B, m, n], weights or None
+
+
+def attention_with_weights(Q, K, V, mask=None, dropout_p: float = 0.0):
+    """The explicit path: Q, K, V [B, h, m, d], mask [B, 1, 1, m] -> (out [B, h, m, d], weights [B, h, m, m])."""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # [B, h, m, m]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))  # padded keys get zero weight after softmax
+    weights = scores.softmax(dim=-1)  # [B, h, m, m], each row sums to 1 over the real keys
+    return F.dropout(weights, dropout_p) @ V, weights  # [B, h, m, d]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Encoder
+
+
+class PositionWiseFFN(nn.Module):
+    """dense (n -> f), activation, dense (f -> n), applied to every position alike."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense1 = nn.Linear(cfg.hidden_size, cfg.ffn_size)
+        self.activation = ACTIVATIONS[cfg.activation]()
+        self.dense2 = nn.Linear(cfg.ffn_size, cfg.hidden_size)
+
+    def forward(self, X):  # [B, m, n]
+        return self.dense2(self.activation(self.dense1(X)))  # [B, m, f] -> [B, m, n]
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN Transformer encoder layer, as BERT: X = LN(X + Attn(X)); X = LN(X + FFN(X))."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = MultiHeadAttention(cfg)
+        self.norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ffn = PositionWiseFFN(cfg)
+        self.norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, X, valid_lens=None, return_attention: bool = False):
+        Y, weights = self.attention(X, valid_lens, return_attention)  # [B, m, n]
+        X = self.norm1(X + self.dropout(Y))  # [B, m, n]
+        X = self.norm2(X + self.dropout(self.ffn(X)))  # [B, m, n]
+        return X, weights
+
+
+class BertModel(nn.Module):
+    """The BERT encoder: embeddings, L encoder layers, and the pooler (dense + tanh on the <cls> vector)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = BertEmbeddings(cfg)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.apply(init_bert_weights)
+
+    def forward(self, tokens, segments=None, valid_lens=None, return_attention: bool = False):
+        if not _exporting():
+            check_inputs(self.cfg, tokens, segments, valid_lens)
+        if segments is None:
+            segments = torch.zeros_like(tokens)  # a single sentence is all segment A
+        X = self.embeddings(tokens, segments)  # [B, m, n]
+        attentions = []
+        for layer in self.layers:
+            X, weights = layer(X, valid_lens, return_attention)  # [B, m, n], [B, h, m, m] or None
+            attentions.append(weights)
+        return (X, attentions) if return_attention else X  # [B, m, n], L x [B, h, m, m]
+
+    def pool(self, X):
+        """X [B, m, n] -> [B, n]: the pooled <cls> vector the NSP and classification heads read."""
+        return torch.tanh(self.pooler(X[:, 0]))  # [B, n]
+
+
+def init_bert_weights(module: nn.Module) -> None:
+    """BERT's initialisation: weights ~ normal(0, 0.02), biases 0, LayerNorm scale 1 and shift 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pretraining heads
+
+
+def gather_positions(X, pred_positions):
+    """X [B, m, n], pred_positions [B, p] -> [B, p, n]: the hidden vectors at the predicted positions.
+
+    `X[batch_idx, P]` with batch_idx [B, 1] broadcast against P [B, p] picks row P[i, j] of sequence i.
+    """
+    batch_idx = torch.arange(X.shape[0], device=X.device)[:, None]  # [B, 1]
+    return X[batch_idx, pred_positions]  # [B, p, n]
+
+
+class MaskLM(nn.Module):
+    """Masked-language-model head on the gathered positions only: dense + activation + LayerNorm, then a
+    decoder whose weight is the token embedding (tied, as in the original BERT) plus its own bias.
+
+    Only the p predicted positions go through the vocabulary projection: [B, p, n] @ [n, V] instead of
+    [B, m, n] @ [n, V], which is most of a small BERT's training step when V = 30,522.
+    """
+
+    def __init__(self, cfg: BertConfig, token_embedding: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.activation = ACTIVATIONS[cfg.activation]()
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.decoder_weight = token_embedding.weight  # [V, n], the same Parameter: tied, not copied
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))  # [V]
+
+    def forward(self, X, pred_positions):
+        H = gather_positions(X, pred_positions)  # [B, p, n]
+        H = self.norm(self.activation(self.dense(H)))  # [B, p, n]
+        return F.linear(H, self.decoder_weight, self.bias)  # [B, p, V]
+
+
+class NextSentencePred(nn.Module):
+    """Two-way classifier on the pooled <cls> vector: 0 = IsNext, 1 = NotNext (Hugging Face's labels)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.output = nn.Linear(cfg.hidden_size, 2)
+
+    def forward(self, pooled):  # [B, n]
+        return self.output(pooled)  # [B, 2]
+
+
+class BertForPreTraining(nn.Module):
+    """BertModel + MaskLM + NextSentencePred: the model of the pretraining chapters."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.bert = BertModel(cfg)
+        self.mlm = MaskLM(cfg, self.bert.embeddings.token_embedding)
+        self.nsp = NextSentencePred(cfg)
+        self.mlm.apply(init_bert_weights)
+        self.nsp.apply(init_bert_weights)
+
+    def forward(self, tokens, segments=None, valid_lens=None, pred_positions=None):
+        X = self.bert(tokens, segments, valid_lens)  # [B, m, n]
+        mlm_logits = None
+        if pred_positions is not None:
+            if not _exporting():
+                check_pred_positions(pred_positions, *tokens.shape)
+            mlm_logits = self.mlm(X, pred_positions)  # [B, p, V]
+        nsp_logits = self.nsp(self.bert.pool(X))  # [B, 2]
+        return X, mlm_logits, nsp_logits
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters counted once each (the tied decoder weight is the token embedding)."""
+    return sum(p.numel() for p in model.parameters())
