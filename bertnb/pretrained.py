@@ -110,6 +110,7 @@ def load_hf_state_dict(model: nn.Module, state_dict: dict) -> dict:
     ours = _our_weights(model)
     num_layers = model.cfg.num_layers
     mapped, unexpected, mismatched, ignored, skipped = {}, [], [], [], []
+    seen = set()  # our names the checkpoint provides, whatever their shape
     for hf_name, tensor in state_dict.items():
         if IGNORED_HF_KEYS.match(hf_name):
             ignored.append(hf_name)
@@ -119,19 +120,31 @@ def load_hf_state_dict(model: nn.Module, state_dict: dict) -> dict:
             unexpected.append(hf_name)
         elif name not in ours:
             skipped.append(hf_name)  # a head this model does not have (BertModel given a pretraining checkpoint)
-        elif tuple(tensor.shape) != tuple(ours[name].shape):
-            mismatched.append(f"{hf_name}: checkpoint {tuple(tensor.shape)} vs model {tuple(ours[name].shape)}")
         else:
-            mapped[name] = tensor
-    missing = sorted(set(ours) - set(mapped))
+            seen.add(name)
+            if tuple(tensor.shape) != tuple(ours[name].shape):
+                mismatched.append(f"{hf_name}: checkpoint {tuple(tensor.shape)} vs model {tuple(ours[name].shape)}")
+            else:
+                mapped[name] = tensor
+    missing = sorted(set(ours) - seen)
     if missing or unexpected or mismatched:
         parts = [f"{label} ({len(keys)}): {', '.join(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if keys]
         raise ValueError("checkpoint does not fit the model; " + "; ".join(parts))
+    _check_decoder_is_tied(state_dict)
     with torch.no_grad():
         for name, tensor in mapped.items():
             ours[name].copy_(tensor)
     return {"loaded": len(mapped), "skipped": skipped, "ignored": ignored}
+
+
+def _check_decoder_is_tied(state_dict: dict) -> None:
+    """Our MLM decoder *is* the token embedding; a checkpoint with a different decoder cannot be loaded."""
+    decoder = state_dict.get("cls.predictions.decoder.weight")
+    embedding = state_dict.get("bert.embeddings.word_embeddings.weight")
+    if decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
+        raise ValueError("cls.predictions.decoder.weight differs from bert.embeddings.word_embeddings.weight: "
+                         "bertnb ties the MLM decoder to the token embedding, as the original BERT does")
 
 
 def to_hf_state_dict(model: nn.Module) -> dict:
