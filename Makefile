@@ -1,0 +1,36 @@
+# Each target wraps one python command that README.md also shows, for readers without make.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Elsewhere, point pip at PyTorch's CPU-only wheel index to avoid the multi-GB CUDA build:
+#   make setup TORCH_INDEX=<index URL>
+TORCH_INDEX ?=
+PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+# the test environment: notebooks in fast mode, no progress bars (their output changes every run)
+TEST_ENV := BERTNB_FAST=1 TQDM_DISABLE=1 MPLBACKEND=Agg
+
+.PHONY: setup lab test test-slow bench clean
+
+setup: $(VENV)/.installed
+
+# Reinstalls only when the pins change, so a second `make test` reuses the venv in seconds.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_INDEX) -r requirements.txt
+	touch $@
+
+lab: setup
+	$(PY) -m jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+
+test: setup
+	$(TEST_ENV) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -q
+
+# Slower checks run by CI after `make test`: every notebook twice in one kernel, in its default mode.
+test-slow: setup
+	TQDM_DISABLE=1 MPLBACKEND=Agg $(PY) -m tests.run_notebooks_twice notebooks
+
+bench: setup
+	$(PY) benchmarks/pretrain_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

