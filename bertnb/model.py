@@ -65,51 +65,48 @@ def _exporting() -> bool:
     return bool(is_exporting and is_exporting())
 
 
+def _check_integer_tensor(name: str, value, shape_text: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {shape_text}, got {type(value).__name__}")
+    if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integers (torch.long), got dtype {value.dtype}")
+
+
+def _check_range(what: str, value, low: int, high: int, allowed: str) -> None:
+    """Every entry of `value` must lie in [low, high]; name the first offender and the allowed range."""
+    smallest, largest = int(value.min()), int(value.max())
+    if smallest < low or largest > high:
+        bad = smallest if smallest < low else largest
+        raise ValueError(f"{what} {bad} is out of range: allowed {allowed}")
+
+
 def check_inputs(cfg: BertConfig, tokens, segments=None, valid_lens=None) -> None:
-    if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"tokens must be a torch.Tensor of token ids [B, m], got {type(tokens).__name__}")
-    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-        raise TypeError(f"tokens must hold integer ids (torch.long), got dtype {tokens.dtype}")
+    _check_integer_tensor("tokens", tokens, "of token ids [B, m]")
     if tokens.dim() != 2:
         raise ValueError(f"tokens must have shape [B, m], got {tuple(tokens.shape)}")
     B, m = tokens.shape
     if m < 1 or m > cfg.max_len:
         raise ValueError(f"sequence length m = {m} is out of range: allowed 1 to max_len = {cfg.max_len}")
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= cfg.vocab_size:
-        bad = low if low < 0 else high
-        raise ValueError(f"token id {bad} is out of range: allowed 0 to V - 1 = {cfg.vocab_size - 1}")
+    _check_range("token id", tokens, 0, cfg.vocab_size - 1, f"0 to V - 1 = {cfg.vocab_size - 1}")
     if segments is not None:
-        if not isinstance(segments, torch.Tensor) or segments.dtype.is_floating_point:
-            raise TypeError("segments must be an integer torch.Tensor [B, m]")
+        _check_integer_tensor("segments", segments, "[B, m]")
         if segments.shape != tokens.shape:
             raise ValueError(f"segments shape {tuple(segments.shape)} does not match tokens shape "
                              f"{tuple(tokens.shape)}")
-        low, high = int(segments.min()), int(segments.max())
-        if low < 0 or high >= cfg.type_vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"segment id {bad} is out of range: allowed 0 to {cfg.type_vocab_size - 1}")
+        _check_range("segment id", segments, 0, cfg.type_vocab_size - 1, f"0 to {cfg.type_vocab_size - 1}")
     if valid_lens is not None:
-        if not isinstance(valid_lens, torch.Tensor) or valid_lens.dtype.is_floating_point:
-            raise TypeError("valid_lens must be an integer torch.Tensor [B]")
+        _check_integer_tensor("valid_lens", valid_lens, "[B]")
         if valid_lens.shape != (B,):
             raise ValueError(f"valid_lens must have shape [B] = ({B},), got {tuple(valid_lens.shape)}")
-        low, high = int(valid_lens.min()), int(valid_lens.max())
-        if low < 1 or high > m:
-            bad = low if low < 1 else high
-            raise ValueError(f"valid_lens value {bad} is out of range: allowed 1 to m = {m}")
+        _check_range("valid_lens value", valid_lens, 1, m, f"1 to m = {m}")
 
 
 def check_pred_positions(pred_positions, B: int, m: int) -> None:
-    if not isinstance(pred_positions, torch.Tensor) or pred_positions.dtype.is_floating_point:
-        raise TypeError("pred_positions must be an integer torch.Tensor [B, p]")
+    _check_integer_tensor("pred_positions", pred_positions, "[B, p]")
     if pred_positions.dim() != 2 or pred_positions.shape[0] != B:
         raise ValueError(f"pred_positions must have shape [B, p] with B = {B}, got {tuple(pred_positions.shape)}")
     if pred_positions.numel():
-        low, high = int(pred_positions.min()), int(pred_positions.max())
-        if low < 0 or high >= m:
-            bad = low if low < 0 else high
-            raise ValueError(f"pred position {bad} is out of range: allowed 0 to m - 1 = {m - 1}")
+        _check_range("pred position", pred_positions, 0, m - 1, f"0 to m - 1 = {m - 1}")
 
 
 # --------------------------------------------------------------------------------------------------------

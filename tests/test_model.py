@@ -273,7 +273,7 @@ def small():
     (lambda: (torch.tensor([[1, 2]]), None, torch.tensor([3])), ValueError, r"valid_lens value 3 .*allowed 1 to m = 2"),
     (lambda: (torch.tensor([[1, 2]]), None, torch.tensor([1, 2])), ValueError, r"valid_lens must have shape \[B\]"),
     (lambda: (torch.tensor([[1, 2]]), torch.tensor([[0, 1, 0]])), ValueError, r"does not match tokens shape"),
-    (lambda: (torch.tensor([[1.0, 2.0]]),), TypeError, r"integer ids .*float32"),
+    (lambda: (torch.tensor([[1.0, 2.0]]),), TypeError, r"tokens must hold integers .*float32"),
     (lambda: ([[1, 2]],), TypeError, r"torch.Tensor .* got list"),
     (lambda: (torch.tensor([1, 2]),), ValueError, r"shape \[B, m\]"),
     (lambda: (torch.tensor([[1, 2]]), None, None, torch.tensor([[2]])), ValueError, r"pred position 2 .*0 to m - 1 = 1"),
