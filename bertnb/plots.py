@@ -20,3 +20,93 @@ def heatmap(matrix, xlabels=None, ylabels=None, title="", ax=None, cmap="viridis
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return ax
+
+
+def draw_bert_architecture(cfg=None, ax=None):
+    """The whole BERT pretraining model as one boxes-and-arrows picture, with the shape of every tensor.
+
+    Reads top to bottom: ids -> embeddings -> L encoder layers -> X [B, m, n], which splits into the masked
+    language model head (only the p gathered positions) and the pooler + next sentence prediction head.
+    With a `BertConfig`, the sizes of that config are written under the title. Drawn with matplotlib only,
+    so it needs nothing installed and nothing from the network.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9.5, 11.5))
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 16)
+    ax.axis("off")
+    colors = {"input": "#e8e8e8", "embed": "#cfe2f3", "attn": "#fce5cd", "norm": "#eeeeee",
+              "ffn": "#d9ead3", "tensor": "#ffffff", "head": "#e6d7f0"}
+
+    def box(x, y, w, h, text, kind, **kw):  # (x, y) is the centre
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.15",
+                                    facecolor=colors[kind], edgecolor="#555555", linewidth=1, **kw))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+    def arrow(x1, y1, x2, y2, label=None, style="-|>", **kw):
+        ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), arrowstyle=style, mutation_scale=10,
+                                     color="#444444", linewidth=1, shrinkA=0, shrinkB=0, **kw))
+        if label:
+            ax.text((x1 + x2) / 2 + 0.12, (y1 + y2) / 2, label, fontsize=8.5, color="#1f4e79",
+                    ha="left", va="center", family="monospace")
+
+    # 1. inputs and the three embedding tables
+    for x, text, table in ((2, "tokens\n[B, m]", "token embedding\n[V, n]"),
+                           (6, "segments\n[B, m]  in {0, 1}", "segment embedding\n[2, n]"),
+                           (10, "positions\n0 .. m-1   [m]", "position embedding\n[max_len, n]")):
+        box(x, 15.3, 2.8, 0.8, text, "input")
+        box(x, 13.9, 2.8, 0.8, table, "embed")
+        arrow(x, 14.9, x, 14.3)
+        arrow(x, 13.5, 6 + (x - 6) * 0.25, 12.75)
+    box(6, 12.35, 6.0, 0.8, "sum (broadcast over B)  ->  LayerNorm  ->  dropout", "embed")
+    arrow(6, 11.95, 6, 11.35, "X  [B, m, n]")
+
+    # 2. the encoder stack: one post-LN layer drawn, repeated L times
+    ax.add_patch(FancyBboxPatch((1.6, 5.75), 8.8, 5.55, boxstyle="round,pad=0.05,rounding_size=0.2",
+                                facecolor="none", edgecolor="#888888", linestyle="--", linewidth=1.2))
+    ax.text(10.3, 9.9, "x L\nencoder\nlayers", ha="right", va="center", fontsize=10, fontweight="bold")
+    box(6, 10.5, 6.0, 0.8, "multi-head self-attention\nh heads of size d = n / h;  weights [B, h, m, m]",
+        "attn")
+    box(6, 9.2, 3.6, 0.6, "add & LayerNorm", "norm")
+    box(6, 7.75, 6.0, 0.8, "position-wise feed-forward\ndense n -> f,  GELU [B, m, f],  dense f -> n", "ffn")
+    box(6, 6.45, 3.6, 0.6, "add & LayerNorm", "norm")
+    arrow(6, 11.35, 6, 10.9)
+    arrow(6, 10.1, 6, 9.5, "[B, m, n]")
+    arrow(6, 8.9, 6, 8.15, "[B, m, n]")
+    arrow(6, 7.35, 6, 6.75, "[B, m, n]")
+    # residual connections: around attention and around the feed-forward block
+    arrow(6, 11.15, 2.35, 11.15, style="-")
+    arrow(2.35, 11.15, 2.35, 9.2, style="-")
+    arrow(2.35, 9.2, 4.2, 9.2)
+    arrow(6, 8.6, 2.35, 8.6, style="-")
+    arrow(2.35, 8.6, 2.35, 6.45, style="-")
+    arrow(2.35, 6.45, 4.2, 6.45)
+    ax.text(2.2, 10.2, "residual", rotation=90, fontsize=8, ha="right", va="center", color="#666666")
+    ax.text(2.2, 7.5, "residual", rotation=90, fontsize=8, ha="right", va="center", color="#666666")
+    arrow(6, 6.15, 6, 5.1)
+    box(6, 4.75, 2.8, 0.7, "X  [B, m, n]", "tensor")
+
+    # 3. the two pretraining heads
+    arrow(4.6, 4.75, 3, 4.2)
+    arrow(7.4, 4.75, 9, 4.2)
+    box(3, 3.8, 5.0, 0.8, "gather the p masked positions\nX[batch_idx, pred_positions]  ->  [B, p, n]",
+        "head")
+    box(3, 2.45, 5.0, 0.9, "masked language model head\ndense, GELU, LayerNorm, decoder [n, V]\n"
+        "(tied to the token embedding)", "head")
+    box(3, 1.0, 3.4, 0.6, "mlm_logits  [B, p, V]", "tensor")
+    arrow(3, 3.4, 3, 2.9)
+    arrow(3, 2.0, 3, 1.3)
+    box(9, 3.8, 4.4, 0.8, "<cls> vector  X[:, 0]  [B, n]\npooler: dense + tanh  ->  [B, n]", "head")
+    box(9, 2.45, 4.4, 0.9, "next sentence prediction head\ndense n -> 2", "head")
+    box(9, 1.0, 3.4, 0.6, "nsp_logits  [B, 2]", "tensor")
+    arrow(9, 3.4, 9, 2.9)
+    arrow(9, 2.0, 9, 1.3)
+
+    title = "BERT for pretraining"
+    if cfg is not None:
+        title += (f"\nV = {cfg.vocab_size:,}   n = {cfg.hidden_size}   L = {cfg.num_layers}   h = {cfg.num_heads}"
+                  f"   d = {cfg.hidden_size // cfg.num_heads}   f = {cfg.ffn_size}   max_len = {cfg.max_len}")
+    ax.set_title(title, fontsize=11)
+    return ax
