@@ -110,3 +110,28 @@ def draw_bert_architecture(cfg=None, ax=None):
                   f"   d = {cfg.hidden_size // cfg.num_heads}   f = {cfg.ffn_size}   max_len = {cfg.max_len}")
     ax.set_title(title, fontsize=11)
     return ax
+
+
+def shares_vs_targets(shares, targets=None, ax=None, title="", ylabel="share"):
+    """Bars of measured shares (a dict label -> share in [0, 1]), each labelled with its percentage, and the
+    target share of each label as a dashed red line: the 80/10/10 masking rule, the 50/50 NSP labels."""
+    labels = list(shares)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(labels) + 1), 3))
+    values = [100 * shares[label] for label in labels]
+    bars = ax.bar(labels, values, color="#9fc5e8", edgecolor="#555555")
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 2.5, f"{value:.1f} %", ha="center", va="bottom",
+                fontsize=8)
+    marked = False
+    for i, label in enumerate(labels):
+        if targets and label in targets:
+            ax.hlines(100 * targets[label], i - 0.4, i + 0.4, colors="#cc0000", linestyles="--",
+                      label=None if marked else "target")
+            marked = True
+    if marked:
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel(f"{ylabel} (%)")
+    ax.set_title(title)
+    return ax
