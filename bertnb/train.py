@@ -343,12 +343,15 @@ def _step_seed(seed: int, step: int) -> int:
     return 1_000_000 * seed + step + 7_919  # dropout masks of step s: fixed by (seed, s)
 
 
+SCHEDULES = ("warmup-linear", "constant")
+
+
 def pretrain(model, train_data, heldout_data=None, *, total_steps: int, batch_size: int = 32, lr: float = 1e-3,
              warmup_steps: int | None = None, weight_decay: float = 0.01, clip_norm: float = 1.0,
              bf16: bool = False, seed: int = 0, eval_every: int | None = None, eval_examples: int | None = None,
              checkpoint_path=None, checkpoint_every: int | None = None, resume=None, stop_at: int | None = None,
-             init_mlm_bias: bool = False, callback=None, progress: bool = True, verbose: bool = True,
-             extra: dict | None = None) -> dict:
+             init_mlm_bias: bool = False, schedule: str = "warmup-linear", callback=None, progress: bool = True,
+             verbose: bool = True, extra: dict | None = None) -> dict:
     """Pretrain `model` (a BertForPreTraining) for `total_steps` steps of `batch_size` examples.
 
     The number of steps is fixed in advance because the learning-rate schedule (warmup, then linear decay to
@@ -360,6 +363,9 @@ def pretrain(model, train_data, heldout_data=None, *, total_steps: int, batch_si
     run is a fixed function of the seed, and resuming needs only the model, optimizer and scheduler states
     and the step: a resumed run gives the same losses as an uninterrupted one, bit for bit (on the same
     machine and torch; kernels can differ between CPUs).
+
+    `schedule="constant"` keeps the learning rate at `lr` throughout (the d2l chapter's recipe, compared in
+    benchmarks/recipe_comparison.py); the default is BERT's warmup then linear decay.
 
     `init_mlm_bias` starts the MLM output bias at the training labels' log unigram probabilities (see
     `init_mlm_bias_to_unigram`; off by default, as in the original BERT).
@@ -399,10 +405,14 @@ def pretrain(model, train_data, heldout_data=None, *, total_steps: int, batch_si
     if not isinstance(stop_at, int) or not 1 <= stop_at <= total_steps:
         raise ValueError(f"stop_at must be in [1, total_steps] = [1, {total_steps}], got {stop_at!r}")
 
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
-    scheduler = warmup_linear_decay(optimizer, warmup_steps, total_steps)
+    scheduler = (warmup_linear_decay(optimizer, warmup_steps, total_steps) if schedule == "warmup-linear"
+                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))
     # What must match for a checkpoint to continue this run exactly.
     run = {"total_steps": total_steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps,
+           "schedule": schedule,
            "weight_decay": weight_decay, "clip_norm": clip_norm, "bf16": bf16, "seed": seed,
            "num_train_examples": len(train_data)}
     losses, history, start = [], [], 0
