@@ -418,5 +418,48 @@ def load_run(path):
     return model.eval(), tokenizer, metadata
 
 
+def publish_run(run_dir, out_dir, max_bytes: int = 10_000_000) -> dict:
+    """Copy a finished run into a small committable checkpoint folder (checkpoints/NAME): the weights stored
+    as float16 safetensors (half the size; `load_run` reads them back into a float32 model), vocab.txt,
+    metrics.json and loss.png. The held-out metrics are measured again after the float16 rounding and
+    recorded beside the float32 ones, so the rounding's cost is shown, not assumed.
+
+        python -c "from bertnb.pretrain import publish_run; publish_run('runs/en-30min', 'checkpoints/en-python-docs')"
+    """
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from bertnb.data import build_pretraining_data
+    from bertnb.train import atomic_write, evaluate, heldout_batches
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    with safe_open(str(run_dir / "model.safetensors"), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        weights = {name: f.get_tensor(name) for name in f.keys()}
+    half = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "model.safetensors",
+                 lambda tmp: save_file(half, tmp, metadata={**metadata, "stored_dtype": "float16"}))
+    for name in ("vocab.txt", "loss.png"):
+        shutil.copyfile(run_dir / name, out_dir / name)
+    model, _, _ = load_run(out_dir)
+    args = metrics["args"]
+    _, heldout, _ = build_pretraining_data(args["corpus"], max_len=args["max_len"], max_pred=args["max_pred"],
+                                           held_out_fraction=args["held_out_fraction"], seed=args["seed"])
+    batches = heldout_batches(heldout, args["batch_size"], args["eval_examples"], args["seed"])
+    metrics["final_after_float16_storage"] = evaluate(model, batches)
+    metrics["train_loss"].pop("per_step", None)  # keep the committed file small; the run folder has it
+    metrics["published_from"] = str(run_dir)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    size = (out_dir / "model.safetensors").stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{out_dir}/model.safetensors is {size:,} bytes: over the {max_bytes:,}-byte limit for "
+                         f"committed checkpoints")
+    return metrics
+
+
 if __name__ == "__main__":
     main()
