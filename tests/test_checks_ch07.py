@@ -1,0 +1,310 @@
+"""Chapter 07: the exercise checks accept the reference solutions (kept here, not in the notebook), reject
+wrong answers with a message and without raising, and say "not solved yet" for the notebook's stub. Also
+`bertnb.demo.fill_mask`, which the chapter's fill-mask demo uses."""
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+from torch import nn
+
+from bertnb.checks import ch07
+from bertnb.model import BertConfig, BertForPreTraining
+from bertnb.train import make_optimizer, mlm_baselines, warmup_linear_decay
+
+
+def unsolved(*args, **kwargs):  # what the notebook holds before the student writes anything
+    raise NotImplementedError  # your code here
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reference solutions
+
+
+def cosine_factor(step, warmup_steps, total_steps):
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps  # step 0 already moves; the last warmup step reaches the peak
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))  # capped: 0 from total on
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def split_decay(model):
+    decay, no_decay = [], []
+    for param in model.parameters():  # each parameter once, the tied decoder weight included
+        (decay if param.dim() >= 2 else no_decay).append(param)  # 1-D: biases and LayerNorm scales/shifts
+    return decay, no_decay
+
+
+def split_decay_by_module(model):  # also right: by the kind of module, each parameter once
+    no_decay_ids = set()
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
+    for name, param in model.named_parameters():
+        if name.endswith("bias"):
+            no_decay_ids.add(id(param))
+    params = list(model.parameters())
+    return [p for p in params if id(p) not in no_decay_ids], [p for p in params if id(p) in no_decay_ids]
+
+
+def most_frequent(label_counts):
+    token, count = label_counts.most_common(1)[0]
+    return token, count / sum(label_counts.values())
+
+
+def unigram_entropy(label_counts):
+    total = sum(label_counts.values())
+    return -sum(c / total * math.log(c / total) for c in label_counts.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Wrong answers
+
+
+def cosine_factor_hf_warmup(step, warmup_steps, total_steps):  # Hugging Face's: step 0 gets lr 0
+    if step < warmup_steps:
+        return step / warmup_steps
+    return cosine_factor(step, warmup_steps, total_steps)
+
+
+def cosine_factor_linear(step, warmup_steps, total_steps):
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / (total_steps - warmup_steps))
+
+
+def cosine_factor_uncapped(step, warmup_steps, total_steps):  # climbs back up after total_steps
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (total_steps - warmup_steps)))
+
+
+def cosine_factor_progress_over_total(step, warmup_steps, total_steps):
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+
+
+def cosine_factor_no_zero_warmup(step, warmup_steps, total_steps):
+    if step < warmup_steps or warmup_steps == 0:  # and 1 / 0 ...
+        return (step + 1) / warmup_steps
+    return cosine_factor(step, warmup_steps, total_steps)
+
+
+def split_decay_by_name(model):  # works for BertForPreTraining's names, not for a LayerNorm called "1"
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if name.endswith("bias") or "norm" in name else decay).append(param)
+    return decay, no_decay
+
+
+def split_decay_module_walk(model):  # finds the tied decoder weight twice (in the embedding and in MaskLM)
+    decay, no_decay = [], []
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    return decay, no_decay
+
+
+def split_decay_all(model):
+    return list(model.parameters()), []
+
+
+def split_decay_names(model):
+    decay, no_decay = split_decay(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for p in decay], [names[id(p)] for p in no_decay]
+
+
+def split_decay_flipped(model):
+    decay, no_decay = split_decay(model)
+    return no_decay, decay
+
+
+def split_decay_one_list(model):
+    return list(model.parameters())
+
+
+def most_frequent_count(label_counts):
+    token, count = label_counts.most_common(1)[0]
+    return token, count
+
+
+def most_frequent_over_types(label_counts):
+    token, count = label_counts.most_common(1)[0]
+    return token, count / len(label_counts)
+
+
+def most_frequent_least(label_counts):
+    token, count = min(label_counts.items(), key=lambda item: item[1])
+    return token, count / sum(label_counts.values())
+
+
+def most_frequent_accuracy_only(label_counts):
+    return most_frequent(label_counts)[1]
+
+
+def unigram_entropy_bits(label_counts):
+    total = sum(label_counts.values())
+    return -sum(c / total * math.log2(c / total) for c in label_counts.values())
+
+
+def unigram_entropy_positive_sum(label_counts):
+    total = sum(label_counts.values())
+    return sum(c / total * math.log(c / total) for c in label_counts.values())
+
+
+def unigram_entropy_uniform(label_counts):
+    return math.log(len(label_counts))
+
+
+def unigram_entropy_counts(label_counts):
+    return -sum(c * math.log(c) for c in label_counts.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check, reference", [
+    (ch07.check_cosine_factor, cosine_factor),
+    (ch07.check_cosine_factor, ch07.cosine_factor_reference),
+    (ch07.check_split_decay, split_decay),
+    (ch07.check_split_decay, split_decay_by_module),
+    (ch07.check_most_frequent, most_frequent),
+    (ch07.check_unigram_entropy, unigram_entropy),
+])
+def test_reference_is_accepted(check, reference, capsys):
+    assert check(reference) is True
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, wrong, hint", [
+    (ch07.check_cosine_factor, cosine_factor_hf_warmup, "(s + 1) / warmup_steps"),
+    (ch07.check_cosine_factor, cosine_factor_linear, "linear decay"),
+    (ch07.check_cosine_factor, cosine_factor_uncapped, "stays 0"),
+    (ch07.check_cosine_factor, cosine_factor_progress_over_total, "progress ="),
+    (ch07.check_cosine_factor, lambda s, w, t: str(cosine_factor(s, w, t)), "a number"),
+    (ch07.check_split_decay, split_decay_by_name, "not by a name"),
+    (ch07.check_split_decay, split_decay_module_walk, "IS the token embedding"),
+    (ch07.check_split_decay, split_decay_all, "LayerNorm parameter"),
+    (ch07.check_split_decay, split_decay_names, "not their names"),
+    (ch07.check_split_decay, split_decay_flipped, "LayerNorm parameter"),
+    (ch07.check_split_decay, split_decay_one_list, "two lists"),
+    (ch07.check_most_frequent, most_frequent_count, "divide by the total"),
+    (ch07.check_most_frequent, most_frequent_over_types, "distinct tokens"),
+    (ch07.check_most_frequent, most_frequent_least, "most frequent token is"),
+    (ch07.check_most_frequent, most_frequent_accuracy_only, "a pair"),
+    (ch07.check_unigram_entropy, unigram_entropy_bits, "bits"),
+    (ch07.check_unigram_entropy, unigram_entropy_positive_sum, ">= 0"),
+    (ch07.check_unigram_entropy, unigram_entropy_uniform, "uniform"),
+    (ch07.check_unigram_entropy, unigram_entropy_counts, "nats"),
+])
+def test_wrong_answer_is_rejected(check, wrong, hint, capsys):
+    assert check(wrong) is False
+    out = capsys.readouterr().out
+    assert "not right yet" in out and hint in out, out
+
+
+@pytest.mark.parametrize("check", [ch07.check_cosine_factor, ch07.check_split_decay, ch07.check_most_frequent,
+                                   ch07.check_unigram_entropy])
+def test_unsolved_stub_says_not_solved(check, capsys):
+    assert check(unsolved) is False
+    assert "not solved yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check", [ch07.check_cosine_factor, ch07.check_split_decay, ch07.check_most_frequent,
+                                   ch07.check_unigram_entropy])
+def test_a_crashing_answer_is_reported_not_raised(check, capsys):
+    assert check(lambda *args: 1 / 0) is False
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_zero_warmup_is_checked(capsys):
+    assert ch07.check_cosine_factor(cosine_factor_no_zero_warmup) is False
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The reference solutions agree with bertnb itself
+
+
+def test_reference_solutions_equal_bertnb():
+    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=8, num_layers=2, num_heads=2, ffn_size=16,
+                                          max_len=16))
+    decay, no_decay = split_decay(model)
+    groups = make_optimizer(model).param_groups
+    assert [id(p) for p in decay] == [id(p) for p in groups[0]["params"]] and groups[0]["weight_decay"] > 0
+    assert [id(p) for p in no_decay] == [id(p) for p in groups[1]["params"]] and groups[1]["weight_decay"] == 0
+
+    counts = Counter({3: 10, 4: 5, 7: 1})
+    baselines = mlm_baselines(counts)
+    assert math.isclose(most_frequent(counts)[1], baselines["most_frequent_accuracy"])
+    assert math.isclose(unigram_entropy(counts), baselines["unigram_entropy"])
+
+    # the cosine schedule shares the linear one's warmup and its ends
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    linear = warmup_linear_decay(optimizer, 6, 100)
+    factors = []
+    for _ in range(100):
+        factors.append(linear.get_last_lr()[0])
+        optimizer.step()
+        linear.step()
+    assert all(math.isclose(factors[s], cosine_factor(s, 6, 100)) for s in range(7))
+    assert cosine_factor(100, 6, 100) == 0.0 and linear.get_last_lr()[0] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bertnb.demo.fill_mask
+
+
+class _Tokenizer:  # the smallest tokenizer fill_mask needs
+    mask_id = 4
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(25)]
+
+    def encode(self, text, text_b=None, max_len=None):
+        ids = [2] + [self.tokens.index(word) for word in text.split()] + [3]
+        return ids[:max_len], [0] * len(ids[:max_len])
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.tokens[i] for i in ids]
+
+
+def test_fill_mask_returns_top_k_per_mask_and_keeps_the_mode():
+    from bertnb.demo import fill_mask
+
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig(vocab_size=30, hidden_size=8, num_layers=1, num_heads=2, ffn_size=16,
+                                          max_len=10))
+    with torch.no_grad():
+        model.mlm.bias[12] = 20.0  # "w7" wins everywhere
+    model.train()
+    tokenizer = _Tokenizer()
+    out = fill_mask(model, tokenizer, "w1 [MASK] w2 [MASK]", top_k=3)
+    assert model.training  # restored
+    assert len(out) == 2 and all(len(predictions) == 3 for predictions in out)
+    for predictions in out:
+        assert predictions[0][0] == "w7" and predictions[0][1] > 0.99
+        probs = [p for _, p in predictions]
+        assert probs == sorted(probs, reverse=True)
+    assert fill_mask(model.eval(), tokenizer, "[MASK]", top_k=1)[0][0][0] == "w7" and not model.training
+    with pytest.raises(ValueError, match="no \\[MASK\\]"):
+        fill_mask(model, tokenizer, "w1 w2")
+    with pytest.raises(ValueError, match="no \\[MASK\\]"):
+        fill_mask(model, tokenizer, "w1 w2 w3 w4 w5 w6 w7 w8 w9 [MASK]")  # cut off by max_len = 10
+    with pytest.raises(ValueError, match="top_k"):
+        fill_mask(model, tokenizer, "[MASK]", top_k=0)
+
+
+def test_mask_probabilities_and_rank_of():
+    from bertnb.demo import mask_probabilities, rank_of
+
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig(vocab_size=30, hidden_size=8, num_layers=1, num_heads=2, ffn_size=16,
+                                          max_len=10)).eval()
+    probs = mask_probabilities(model, _Tokenizer(), "[MASK] w3 [MASK]")
+    assert probs.shape == (2, 30)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2))
+    order = probs[1].argsort(descending=True)
+    assert rank_of(probs[1], int(order[0])) == 1 and rank_of(probs[1], int(order[-1])) == 30
+    assert rank_of(torch.tensor([0.2, 0.5, 0.2, 0.1]), 0) == 2  # ties share the better rank
