@@ -344,6 +344,8 @@ def _step_seed(seed: int, step: int) -> int:
 
 
 SCHEDULES = ("warmup-linear", "constant")
+# Run settings added after the first checkpoints were written, with the value those checkpoints used.
+RUN_SETTING_DEFAULTS = {"schedule": "warmup-linear"}
 
 
 def pretrain(model, train_data, heldout_data=None, *, total_steps: int, batch_size: int = 32, lr: float = 1e-3,
@@ -420,6 +422,7 @@ def pretrain(model, train_data, heldout_data=None, *, total_steps: int, batch_si
         # The global RNG is not restored: this loop never draws from it (see the fork_rng below).
         state = load_checkpoint(resume, model, optimizer, scheduler, restore_rng=False)
         saved_run = state["extra"].get("run", {})
+        saved_run = {**RUN_SETTING_DEFAULTS, **saved_run}  # checkpoints written before a setting existed
         different = {k: (saved_run.get(k), v) for k, v in run.items() if saved_run.get(k) != v}
         if different:
             raise ValueError(f"cannot resume {resume}: these settings differ from the run that wrote it "
