@@ -128,7 +128,8 @@ def main(argv=None) -> dict:
               f"{mean_std([r['mlm_loss'] for r in runs])} | {mean_std([r['nsp_accuracy'] for r in runs])} |")
     print(f"| trivial baseline | – | {baselines['mlm_most_frequent_heldout_accuracy']:.4f} (most frequent token) | "
           f"{baselines['mlm_unigram_entropy']:.3f} (unigram entropy) | 0.5 (chance) |")
-    summary = {"minutes": args.minutes, "init_mlm_bias": args.init_mlm_bias, "seeds": args.seeds, "threads": torch.get_num_threads(),
+    summary = {"minutes": args.minutes, "init_mlm_bias": args.init_mlm_bias, "seeds": args.seeds,
+               "threads": torch.get_num_threads(),
                "seconds_per_step": step_seconds, "steps": steps, "results": results, "baselines": baselines}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
