@@ -41,3 +41,11 @@ def expect(condition: bool, message: str) -> None:
     """Inside a check's test: fail with `message` unless `condition` holds."""
     if not condition:
         raise Wrong(message)
+
+
+def expect_int(value, what: str) -> int:
+    """Inside a check's test: `value` must be an int (a one-element tensor counts); return it as an int."""
+    if hasattr(value, "numel") and value.numel() == 1:  # a torch.Tensor holding one number
+        value = value.item()
+    expect(isinstance(value, int) and not isinstance(value, bool), f"{what} should be an int, got {value!r}")
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from bertnb.checks import expect, run_check
+from bertnb.checks import expect, expect_int, run_check
 from bertnb.model import BertConfig, BertForPreTraining, EncoderLayer, count_parameters
 
 # Configurations the checks try: MiniLM's sizes, the package default and two odd ones (a formula that
@@ -21,13 +21,6 @@ CONFIGS = [
 ]
 
 
-def _as_int(value, what: str) -> int:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    expect(isinstance(value, int) and not isinstance(value, bool), f"{what} should be an int, got {value!r}")
-    return value
-
-
 def check_parameter_count(name: str, fn, build, hint: str) -> bool:
     """Shared by the counting exercises (here and in chapter 02): `fn(cfg)` must equal the number of
     parameters of the real module `build(cfg)` on every config of CONFIGS."""
@@ -36,7 +29,7 @@ def check_parameter_count(name: str, fn, build, hint: str) -> bool:
         for cfg in CONFIGS:
             sizes = (f"V = {cfg.vocab_size}, n = {cfg.hidden_size}, h = {cfg.num_heads}, f = {cfg.ffn_size}, "
                      f"max_len = {cfg.max_len}, type_vocab_size = {cfg.type_vocab_size}")
-            got = _as_int(fn(cfg), f"fn(cfg) for {sizes}")
+            got = expect_int(fn(cfg), f"fn(cfg) for {sizes}")
             want = count_parameters(build(cfg))
             expect(got == want, f"for {sizes} you say {got:,}, the real {build.__name__} has {want:,} ({hint})")
 

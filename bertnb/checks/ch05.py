@@ -10,16 +10,9 @@ import math
 
 import torch
 
-from bertnb.checks import expect, run_check
+from bertnb.checks import expect, expect_int, run_check
 from bertnb.data import num_predictions
 from bertnb.model import gather_positions
-
-
-def _as_int(value, what: str) -> int:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    expect(isinstance(value, int) and not isinstance(value, bool), f"{what}: return an int, got {value!r}")
-    return value
 
 
 def check_num_to_predict(num_to_predict) -> bool:
@@ -29,7 +22,7 @@ def check_num_to_predict(num_to_predict) -> bool:
     def test(fn):
         cases = [(length, max_pred) for max_pred in (20, 80, 5) for length in range(1, 600)]
         for length, max_pred in cases:
-            got = _as_int(fn(length, max_pred), f"num_to_predict({length}, {max_pred})")
+            got = expect_int(fn(length, max_pred), f"num_to_predict({length}, {max_pred})")
             want = num_predictions(length, max_pred)
             if got == want:
                 continue
