@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a cl
 from bertnb.data import build_pretraining_data  # noqa: E402
 from bertnb.model import BertConfig, BertForPreTraining  # noqa: E402
 from bertnb.pretrain import DEFAULTS  # noqa: E402
-from bertnb.train import batch_indices, make_batch, make_optimizer, pretrain, train_step  # noqa: E402
+from bertnb.train import (batch_indices, interleaved_seconds, make_batch, make_optimizer,  # noqa: E402
+                          pretrain, train_step)
 
 # name -> (architecture overrides, training settings)
 VARIANTS = {
@@ -64,13 +65,10 @@ def seconds_per_step(train_data, vocab_size: int, rounds: int = 4) -> dict:
     for name, (arch, opt) in VARIANTS.items():
         model = make_model(vocab_size, 0, **arch)
         trials[name] = (model, make_optimizer(model, lr=opt["lr"], weight_decay=opt["weight_decay"]), opt)
-    times = {name: [] for name in VARIANTS}
-    for batch in batches:
-        for name, (model, optimizer, opt) in trials.items():
-            start = time.perf_counter()
-            train_step(model, batch, optimizer, None, opt["clip_norm"])
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t[1:]) for name, t in times.items()}  # the first round pays one-off costs
+    def step_of(model, optimizer, opt):
+        return lambda round_: train_step(model, batches[round_], optimizer, None, opt["clip_norm"])
+
+    return interleaved_seconds({name: step_of(*trial) for name, trial in trials.items()}, rounds)
 
 
 def mean_std(values: list[float]) -> str:

@@ -48,7 +48,6 @@ import math
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -220,23 +219,23 @@ def load_average() -> list[float] | None:
 def measure_costs(model, train_data, eval_batches, args, bf16: bool, out: Path, threads_to_try: list[int]) -> dict:
     """Time real steps (on a copy of the model) at each thread count, one held-out evaluation and one
     checkpoint write. Returns the fastest thread count and the seconds each thing takes."""
-    from bertnb.train import batch_indices, evaluate, make_batch, make_optimizer, save_checkpoint, train_step
+    from bertnb.train import (batch_indices, evaluate, interleaved_seconds, make_batch, make_optimizer,
+                              save_checkpoint, train_step)
 
     trial = copy.deepcopy(model)
     optimizer = make_optimizer(trial, lr=args.lr)
     batches = [make_batch(train_data, idx, epoch)
                for epoch, idx in (batch_indices(len(train_data), args.batch_size, args.seed, s) for s in range(3))]
-    # Interleaved (1, 2, 1, 2, ...), so a neighbour's burst of work slows every candidate alike; the first
-    # round pays one-off costs and is dropped; the median of the rest is kept.
-    times = {threads: [] for threads in threads_to_try}
+
+    def step_at(threads):
+        def step(round_):
+            torch.set_num_threads(threads)
+            train_step(trial, batches[round_ % 3], optimizer, None, args.clip_norm, bf16)
+        return step
+
+    # Interleaved (1, 2, 1, 2, ...), so a neighbour's burst of work slows every candidate alike.
     with torch.random.fork_rng(devices=[]):
-        for round_ in range(4):
-            for threads in threads_to_try:
-                torch.set_num_threads(threads)
-                start = time.perf_counter()
-                train_step(trial, batches[round_ % 3], optimizer, None, args.clip_norm, bf16)
-                times[threads].append(time.perf_counter() - start)
-    step_seconds = {threads: statistics.median(t[1:]) for threads, t in times.items()}
+        step_seconds = interleaved_seconds({threads: step_at(threads) for threads in threads_to_try}, rounds=4)
     best = min(step_seconds, key=step_seconds.get)
     torch.set_num_threads(best)
     start = time.perf_counter()

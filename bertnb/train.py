@@ -599,12 +599,22 @@ def seconds_per_step(step_fn, warmup_steps: int = 3) -> float:
     one-off costs: allocations, kernel selection)."""
     if not isinstance(warmup_steps, int) or warmup_steps < 2:
         raise ValueError(f"warmup_steps must be an int >= 2 (the first run is discarded), got {warmup_steps!r}")
-    times = []
-    for _ in range(warmup_steps):
-        start = time.perf_counter()
-        step_fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+    return interleaved_seconds({"step": lambda round_: step_fn()}, rounds=warmup_steps)["step"]
+
+
+def interleaved_seconds(step_fns: dict, rounds: int = 4) -> dict:
+    """Time several candidates fairly: call each `step_fns[name](round)` once per round, round-robin, so a
+    neighbour's burst of work slows every candidate alike. The first round pays one-off costs and is dropped;
+    returns {name: median seconds of the other rounds}."""
+    if not isinstance(rounds, int) or rounds < 2:
+        raise ValueError(f"rounds must be an int >= 2 (the first is discarded), got {rounds!r}")
+    times = {name: [] for name in step_fns}
+    for round_ in range(rounds):
+        for name, step_fn in step_fns.items():
+            start = time.perf_counter()
+            step_fn(round_)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t[1:]) for name, t in times.items()}
 
 
 def time_budget_to_steps(step_fn, minutes: float, warmup_steps: int = 3, overhead_seconds: float = 0.0) -> int:
