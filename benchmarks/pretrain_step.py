@@ -8,7 +8,11 @@ What it times (benchmarks/README.md says more):
 
 1. a pretraining train step (loss + backward + AdamW step) of our `BertForPreTraining` and of
    `transformers.BertForPreTraining`, same config, same weights (HF's random init loaded into ours), float32,
-   dropout 0.1 in both, SDPA attention in both, V = 30,522, B = 32, m = 128, p = 20, the same batch;
+   dropout 0.1 in both (hidden and attention), V = 30,522, B = 32, m = 128, p = 20, the same batch. HF runs SDPA
+   attention, which with dropout on the CPU is torch's math path (no fused CPU kernel has dropout); ours runs that
+   same computation written out (bertnb.model.attention_with_weights) with its cheaper dropout mask. Ours computes
+   the losses as bertnb.train.train_step does (`BertForPreTraining.losses`: the last layer and the MLM head
+   only where the losses read); one ablation row runs the full forward instead;
 2. a forward pass at all-MiniLM-L6-v2 size (6 layers, 384 hidden), `torch.inference_mode()`, a padded batch;
 3. the GFLOP/s each reaches, as a share of a 2048 x 2048 float32 GEMM timed in the same run;
 4. where the CPU has native bfloat16, the train step under `torch.autocast("cpu", dtype=torch.bfloat16)`.
@@ -31,13 +35,13 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without `pip install -e .`
 
-from bertnb.model import BertForPreTraining, BertModel, mlm_cross_entropy  # noqa: E402
+from bertnb.model import BertForPreTraining, BertModel  # noqa: E402
 from bertnb.notebook import cpu_has_bf16  # noqa: E402
 from bertnb.pretrained import config_from_hf, hf_to_ours_name, load_hf_state_dict  # noqa: E402
+from bertnb.train import BATCH_KEYS, pretraining_loss  # noqa: E402
 
 VOCAB, BATCH, SEQ_LEN, PRED = 30522, 32, 128, 20  # V, B, m, p
 DROPOUT = 0.1  # BERT's and bertnb.pretrain's default; the same in both models (hidden and attention dropout)
@@ -119,27 +123,21 @@ def make_batch(vocab=VOCAB, B=BATCH, m=SEQ_LEN, p=PRED, seed=1, short_prob=0.1, 
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Losses, optimizer, the train step. `ours_loss`, `make_optimizer(fused=True)` and `train_step` are what a
-# training loop (bertnb/train.py) should run.
+# Losses, optimizer, the train step. `ours_loss` is what bertnb.train.train_step runs; the benchmark's
+# `make_optimizer` gives both models the same AdamW.
 
 
-def ours_loss(model, batch, mlm_loss=mlm_cross_entropy):
-    """MLM cross-entropy on the p gathered logits (weighted by mlm_weights: 0 = padded prediction) + NSP."""
-    _, mlm_logits, nsp_logits = model(batch["tokens"], batch["segments"], batch["valid_lens"],
-                                      batch["pred_positions"])  # [B, p, V], [B, 2]
-    mlm = mlm_loss(mlm_logits, batch["mlm_labels"], batch["mlm_weights"])
-    return mlm + F.cross_entropy(nsp_logits.float(), batch["nsp_labels"])
+def ours_loss(model, batch):
+    """MLM + NSP as bertnb.train.train_step computes them: `BertForPreTraining.losses`, which runs the last layer
+    and the MLM head only at the positions the losses read (<cls> and the p predicted ones)."""
+    mlm, nsp = model.losses(**{key: batch[key] for key in BATCH_KEYS})
+    return mlm + nsp
 
 
-def plain_mlm_loss(mlm_logits, mlm_labels, mlm_weights):
-    """The same loss written with F.cross_entropy (as bertnb.train.mlm_loss): the ablation row."""
-    per_slot = F.cross_entropy(mlm_logits.flatten(0, 1).float(), mlm_labels.flatten(), reduction="none")  # [B * p]
-    weights = mlm_weights.flatten().float()  # [B * p]
-    return (per_slot * weights).sum() / weights.sum().clamp(min=1.0)
-
-
-def ours_loss_plain(model, batch):
-    return ours_loss(model, batch, mlm_loss=plain_mlm_loss)
+def ours_loss_chapters(model, batch):
+    """The ablation row: the full forward (every position through every layer, the MLM head on the p gathered
+    positions) and bertnb.train.mlm_loss (F.cross_entropy), as the chapters write it."""
+    return pretraining_loss(model, batch)["loss"]
 
 
 def hf_loss(model, batch):
@@ -280,7 +278,8 @@ def bench_train(name, dims, reps, warmup, bf16: bool, dropout=DROPOUT, extra_dro
         "HF, AdamW (torch default)": ("HF", hf, hf_loss, opt["HF", False], None),
         "ours, fused AdamW": ("ours", ours, ours_loss, opt["ours", True], None),
         "HF, fused AdamW": ("HF", hf, hf_loss, opt["HF", True], None),
-        "ours, fused AdamW, MLM loss by F.cross_entropy": ("ours", ours, ours_loss_plain, opt["ours", True], None),
+        "ours, fused AdamW, full forward + F.cross_entropy": ("ours", ours, ours_loss_chapters, opt["ours", True],
+                                                              None),
     }
     if bf16:
         variants["ours, fused AdamW, bf16 autocast"] = ("ours", ours, ours_loss, opt["ours", True], torch.bfloat16)
@@ -375,8 +374,8 @@ def ratios(rows):
         ("HF, fused AdamW", "ours, fused AdamW", "HF / ours, same optimizer: fused AdamW"),
         ("HF, AdamW (torch default)", "ours, fused AdamW",
          "HF torch-default AdamW / ours fused AdamW (our optimizer choice counted as our speed)"),
-        ("ours, fused AdamW, MLM loss by F.cross_entropy", "ours, fused AdamW",
-         "ours: F.cross_entropy / mlm_cross_entropy (what the fused MLM loss gives)"),
+        ("ours, fused AdamW, full forward + F.cross_entropy", "ours, fused AdamW",
+         "ours: full forward + F.cross_entropy / `losses` (what computing only what the losses read gives)"),
         ("ours, AdamW (torch default)", "ours, fused AdamW", "ours: torch default / fused AdamW"),
         ("HF, fused AdamW, bf16 autocast", "ours, fused AdamW, bf16 autocast", "HF / ours, bf16 autocast, fused AdamW"),
         ("ours, fused AdamW", "ours, fused AdamW, bf16 autocast", "ours: float32 / bf16 autocast"),

@@ -101,12 +101,59 @@ def check_inputs(cfg: BertConfig, tokens, segments=None, valid_lens=None) -> Non
         _check_range("valid_lens value", valid_lens, 1, m, f"1 to m = {m}")
 
 
-def check_pred_positions(pred_positions, B: int, m: int) -> None:
-    _check_integer_tensor("pred_positions", pred_positions, "[B, p]")
+def check_pred_positions(pred_positions, B: int, m: int, name: str = "pred_positions") -> None:
+    _check_integer_tensor(name, pred_positions, "[B, p]")
     if pred_positions.dim() != 2 or pred_positions.shape[0] != B:
-        raise ValueError(f"pred_positions must have shape [B, p] with B = {B}, got {tuple(pred_positions.shape)}")
+        raise ValueError(f"{name} must have shape [B, p] with B = {B}, got {tuple(pred_positions.shape)}")
     if pred_positions.numel():
-        _check_range("pred position", pred_positions, 0, m - 1, f"0 to m - 1 = {m - 1}")
+        _check_range(f"{name} value", pred_positions, 0, m - 1, f"0 to m - 1 = {m - 1}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Dropout, with a cheaper random mask on the CPU
+
+
+def dropout_keep_mask(shape, p: float, device=None, generator=None):
+    """A boolean mask of `shape`: each entry independently True (keep) with probability 1 - p.
+
+    One 64-bit random draw holds two independent 32-bit numbers; an entry is kept when its 32-bit number is at
+    least p * 2^32. So p is honoured to 2^-32 (torch's own CPU dropout draws a float: 2^-24).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    n = math.prod(shape)
+    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device)  # 2 lanes of 32 bits per word
+    words.random_(-2 ** 63, None, generator=generator)  # uniform over all 2^64 values
+    lanes = words.view(torch.int32)[:n].view(shape)  # each uniform over [-2^31, 2^31)
+    return lanes >= round(p * 2 ** 32) - 2 ** 31  # P(keep) = 1 - p
+
+
+def dropout(X, p: float, training: bool = True):
+    """Inverted dropout: zero each entry of X with probability p, scale the rest by 1 / (1 - p).
+
+    The same distribution as F.dropout, at about half the cost on the CPU (see `Dropout`).
+    """
+    if not training or p == 0.0:
+        return X
+    if X.device.type != "cpu":
+        return F.dropout(X, p, training=True)  # a GPU has a fused dropout kernel already
+    keep = dropout_keep_mask(X.shape, p, device=X.device)
+    scale = torch.full((), 1.0 / (1.0 - p), dtype=X.dtype)  # a 0-dim tensor in X's dtype (bf16 stays bf16)
+    return X * torch.where(keep, scale, torch.zeros((), dtype=X.dtype))  # backward multiplies by the same
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on the CPU: the same distribution, about twice as fast.
+
+    Why: torch's CPU dropout draws a 64-bit random number per element (`bernoulli_`). In a small BERT's train
+    step that was the largest cost after the matrix products (13 dropouts over ~17 M numbers at B = 32,
+    m = 128, n = 256: 15 % of the step). Two elements per 64-bit draw halve the random-number work; measured
+    with benchmarks/pretrain_step.py. The masks differ from nn.Dropout's for the same seed, not their
+    statistics (tests/test_model.py checks rate, scale and independence).
+    """
+
+    def forward(self, X):
+        return dropout(X, self.p, self.training)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -122,7 +169,7 @@ class BertEmbeddings(nn.Module):
         self.segment_embedding = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)  # [2, n]
         self.position_embedding = nn.Embedding(cfg.max_len, cfg.hidden_size)  # [max_len, n]
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.embedding_norm else nn.Identity()
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, tokens, segments):
         m = tokens.shape[1]
@@ -148,7 +195,9 @@ class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product self-attention with a key padding mask from `valid_lens`.
 
     Two paths compute the same thing: `F.scaled_dot_product_attention` (fused, fast) by default, and the
-    explicit softmax(QK^T / sqrt(d)) V when the attention weights are wanted for plotting.
+    explicit softmax(QK^T / sqrt(d)) V when the attention weights are wanted for plotting, and when training
+    with dropout on the CPU: there SDPA has no fused kernel with dropout and runs the same explicit
+    computation inside, with torch's slower dropout mask (see `Dropout`).
     """
 
     def __init__(self, cfg: BertConfig):
@@ -170,25 +219,31 @@ class MultiHeadAttention(nn.Module):
         B, h, m, d = X.shape
         return X.transpose(1, 2).reshape(B, m, h * d)
 
-    def forward(self, X, valid_lens=None, return_attention: bool = False):
-        Q, K, V = (self.split_heads(W(X)) for W in (self.W_q, self.W_k, self.W_v))  # each [B, h, m, d]
+    def forward(self, X, valid_lens=None, return_attention: bool = False, query_positions=None):
+        """X [B, m, n] -> ([B, q, n], weights [B, h, q, m] or None). Every position queries (q = m), or only
+        `query_positions` [B, q] when given: the keys and values still come from all m positions."""
+        queries = X if query_positions is None else gather_positions(X, query_positions)  # [B, q, n]
+        Q = self.split_heads(self.W_q(queries))  # [B, h, q, d]
+        K, V = self.split_heads(self.W_k(X)), self.split_heads(self.W_v(X))  # each [B, h, m, d]
         mask = padding_mask(valid_lens, X.shape[1])  # [B, 1, 1, m] or None
         dropout_p = self.dropout_p if self.training else 0.0
-        if return_attention:
-            out, weights = attention_with_weights(Q, K, V, mask, dropout_p)  # [B, h, m, d], [B, h, m, m]
+        if return_attention or (dropout_p > 0.0 and X.device.type == "cpu"):
+            out, weights = attention_with_weights(Q, K, V, mask, dropout_p)  # [B, h, q, d], [B, h, q, m]
+            weights = weights if return_attention else None
         else:
-            out = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, dropout_p=dropout_p)  # [B, h, m, d]
+            out = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask, dropout_p=dropout_p)  # [B, h, q, d]
             weights = None
-        return self.W_o(self.merge_heads(out)), weights  # [B, m, n], weights or None
+        return self.W_o(self.merge_heads(out)), weights  # [B, q, n], weights or None
 
 
 def attention_with_weights(Q, K, V, mask=None, dropout_p: float = 0.0):
-    """The explicit path: Q, K, V [B, h, m, d], mask [B, 1, 1, m] -> (out [B, h, m, d], weights [B, h, m, m])."""
-    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # [B, h, m, m]
+    """The explicit path: Q [B, h, q, d], K, V [B, h, m, d], mask [B, 1, 1, m] -> (out [B, h, q, d], weights
+    [B, h, q, m]). In self-attention every position queries: q = m."""
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # [B, h, q, m]
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))  # padded keys get zero weight after softmax
-    weights = scores.softmax(dim=-1)  # [B, h, m, m], each row sums to 1 over the real keys
-    return F.dropout(weights, dropout_p) @ V, weights  # [B, h, m, d]
+        scores.masked_fill_(~mask, float("-inf"))  # padded keys get zero weight after softmax (in place: a fresh tensor)
+    weights = scores.softmax(dim=-1)  # [B, h, q, m], each row sums to 1 over the real keys
+    return dropout(weights, dropout_p) @ V, weights  # [B, h, q, d]; dropout zeroes some weights in training
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -217,12 +272,15 @@ class EncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.ffn = PositionWiseFFN(cfg)
         self.norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
-    def forward(self, X, valid_lens=None, return_attention: bool = False):
-        Y, weights = self.attention(X, valid_lens, return_attention)  # [B, m, n]
-        X = self.norm1(X + self.dropout(Y))  # [B, m, n]
-        X = self.norm2(X + self.dropout(self.ffn(X)))  # [B, m, n]
+    def forward(self, X, valid_lens=None, return_attention: bool = False, positions=None):
+        """X [B, m, n] -> [B, m, n], or [B, q, n] at `positions` [B, q] only (attention still reads all m)."""
+        Y, weights = self.attention(X, valid_lens, return_attention, positions)  # [B, q, n]
+        if positions is not None:
+            X = gather_positions(X, positions)  # [B, q, n]: the residual stream where the output is wanted
+        X = self.norm1(X + self.dropout(Y))  # [B, q, n]
+        X = self.norm2(X + self.dropout(self.ffn(X)))  # [B, q, n]
         return X, weights
 
 
@@ -237,17 +295,28 @@ class BertModel(nn.Module):
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.apply(init_bert_weights)
 
-    def forward(self, tokens, segments=None, valid_lens=None, return_attention: bool = False):
+    def forward(self, tokens, segments=None, valid_lens=None, return_attention: bool = False,
+                output_positions=None):
+        """tokens, segments [B, m], valid_lens [B] -> X [B, m, n] (and the L attention maps [B, h, m, m]).
+
+        output_positions [B, q] (optional): only these positions of the output are wanted, so the last layer
+        computes only them (its keys and values still come from all m positions) and X is [B, q, n]. The
+        pretraining losses read q = 1 + p positions (<cls> and the predicted ones): see
+        `BertForPreTraining.losses`.
+        """
         if not _exporting():
             check_inputs(self.cfg, tokens, segments, valid_lens)
+            if output_positions is not None:
+                check_pred_positions(output_positions, *tokens.shape, name="output_positions")
         if segments is None:
             segments = torch.zeros_like(tokens)  # a single sentence is all segment A
         X = self.embeddings(tokens, segments)  # [B, m, n]
         attentions = []
-        for layer in self.layers:
-            X, weights = layer(X, valid_lens, return_attention)  # [B, m, n], [B, h, m, m] or None
+        for i, layer in enumerate(self.layers):
+            positions = output_positions if i == len(self.layers) - 1 else None  # every position until the last
+            X, weights = layer(X, valid_lens, return_attention, positions)  # [B, m, n], [B, h, m, m] or None
             attentions.append(weights)
-        return (X, attentions) if return_attention else X  # [B, m, n], L x [B, h, m, m]
+        return (X, attentions) if return_attention else X  # [B, m or q, n], L x [B, h, m or q, m]
 
     def pool(self, X):
         """X [B, m, n] -> [B, n]: the pooled <cls> vector the NSP and classification heads read."""
@@ -295,7 +364,11 @@ class MaskLM(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))  # [V]
 
     def forward(self, X, pred_positions):
-        H = gather_positions(X, pred_positions)  # [B, p, n]
+        """X [B, m, n], pred_positions [B, p] -> logits [B, p, V]."""
+        return self.decode(gather_positions(X, pred_positions))  # [B, p, n] -> [B, p, V]
+
+    def decode(self, H):
+        """H [B, p, n], the hidden vectors already gathered -> logits [B, p, V]."""
         H = self.norm(self.activation(self.dense(H)))  # [B, p, n]
         return F.linear(H, self.decoder_weight, self.bias)  # [B, p, V]
 
@@ -332,6 +405,24 @@ class BertForPreTraining(nn.Module):
             mlm_logits = self.mlm(X, pred_positions)  # [B, p, V]
         nsp_logits = self.nsp(self.bert.pool(X))  # [B, 2]
         return X, mlm_logits, nsp_logits
+
+    def losses(self, tokens, segments, valid_lens, pred_positions, mlm_labels, mlm_weights, nsp_labels):
+        """The two pretraining losses (MLM, NSP), computing only what they read. What a train step runs.
+
+        The heads read the last layer's output at 1 + p positions per sequence: <cls> (the pooler, NSP) and the
+        p predicted ones (MLM). So the last layer computes only those (`BertModel(output_positions=...)`),
+        as the MLM head already decodes only the p gathered positions (chapter 05); its keys and values still
+        come from all m positions. The MLM loss is `mlm_cross_entropy`. Same values and gradients as
+        `forward` + `bertnb.train.mlm_loss` + `nsp_loss` (tests/test_model.py); faster
+        (benchmarks/pretrain_step.py).
+        """
+        B = tokens.shape[0]
+        cls = torch.zeros(B, 1, dtype=pred_positions.dtype, device=pred_positions.device)  # [B, 1]: <cls> is at 0
+        H = self.bert(tokens, segments, valid_lens, output_positions=torch.cat([cls, pred_positions], 1))  # [B, 1 + p, n]
+        mlm_logits = self.mlm.decode(H[:, 1:])  # [B, p, V]
+        nsp_logits = self.nsp(self.bert.pool(H))  # [B, 2]: pool reads H[:, 0], the <cls> vector
+        mlm = mlm_cross_entropy(mlm_logits.float(), mlm_labels, mlm_weights)
+        return mlm, F.cross_entropy(nsp_logits.float(), nsp_labels)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def longest_first_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int
     """
     if len_a + len_b <= budget:
         return len_a, len_b
-    shorter, longer = min(len_a, len_b), max(len_a, len_b)
+    shorter = min(len_a, len_b)
     if 2 * shorter <= budget:
         keep_short, keep_long = shorter, budget - shorter
     else:

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-
-from bertnb.model import mlm_cross_entropy
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "pretrain_step.py"
 
@@ -38,30 +35,3 @@ def test_the_two_batch_forms_say_the_same(bench):
         assert batch["attention_mask"][i].sum() == v and batch["pred_positions"][i].max() < v
         assert batch["pred_positions"][i].min() >= 1  # never <cls>
     assert batch["valid_lens"][-1] < m  # at least one padded row, so both padding masks are exercised
-
-
-def test_mlm_cross_entropy_equals_weighted_f_cross_entropy():
-    torch.manual_seed(0)
-    logits = torch.randn(3, 5, 50, requires_grad=True)  # [B, p, V]
-    labels = torch.randint(0, 50, (3, 5))
-    weights = torch.tensor([[1.0, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])  # padded predictions weigh 0
-    expected = (F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
-                * weights.flatten()).sum() / weights.sum()
-    grad_expected, = torch.autograd.grad(expected, logits)
-    loss = mlm_cross_entropy(logits, labels, weights)
-    grad, = torch.autograd.grad(loss, logits)
-    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
-    torch.testing.assert_close(grad, grad_expected, atol=1e-7, rtol=0)
-    assert grad[0, 3].abs().max() == 0  # a padded prediction gets no gradient
-    # no weights = all 1; all weights 0 gives 0, not NaN
-    torch.testing.assert_close(mlm_cross_entropy(logits, labels), F.cross_entropy(logits.flatten(0, 1),
-                                                                                  labels.flatten()))
-    assert mlm_cross_entropy(logits, labels, torch.zeros(3, 5)).item() == 0.0
-
-
-def test_mlm_cross_entropy_refuses_a_second_backward():
-    logits = torch.randn(4, 10, requires_grad=True)
-    loss = mlm_cross_entropy(logits[None], torch.zeros(1, 4, dtype=torch.long))
-    loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="ran twice"):
-        loss.backward()

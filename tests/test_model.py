@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from bertnb.model import (BertConfig, BertForPreTraining, BertModel, MultiHeadAttention, attention_with_weights,
-                          gather_positions, padding_mask)
+from bertnb.model import (BertConfig, BertForPreTraining, BertModel, Dropout, MultiHeadAttention,
+                          attention_with_weights, dropout, dropout_keep_mask, gather_positions, mlm_cross_entropy,
+                          padding_mask)
+from bertnb.train import mlm_loss, nsp_loss
 from bertnb.pretrained import config_from_hf, load_hf_state_dict, load_minilm, mean_pool, to_hf_state_dict
 
 ATOL = 1e-5
@@ -207,6 +209,133 @@ def test_gather_positions():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# the training path: dropout, the last layer at the read positions only, the losses
+
+
+def test_dropout_keeps_1_minus_p_independently_and_scales_by_1_over_1_minus_p():
+    torch.manual_seed(0)
+    for p in (0.1, 0.5, 0.9):
+        keep = dropout_keep_mask((4_000_000,), p).float()
+        sd = (p * (1 - p) / keep.numel()) ** 0.5
+        assert abs(keep.mean().item() - (1 - p)) < 5 * sd, (p, keep.mean())
+        # neighbours come from the same 64-bit draw: both kept with probability (1 - p)^2, not correlated
+        both = (keep[0::2] * keep[1::2]).mean().item()
+        assert abs(both - (1 - p) ** 2) < 5 * ((1 - p) ** 2 * (1 - (1 - p) ** 2) / (keep.numel() / 2)) ** 0.5
+        # far apart too (a 32-bit lane repeating every k draws would show here)
+        assert abs((keep[:-7] * keep[7:]).mean().item() - (1 - p) ** 2) < 0.002
+    X = torch.randn(64, 300, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(1)
+    Y = dropout(X, 0.25)
+    kept = Y != 0
+    torch.testing.assert_close(Y[kept], X[kept] / 0.75)  # the survivors scaled by 1 / (1 - p)
+    Y.sum().backward()
+    torch.testing.assert_close(X.grad, kept.double() / 0.75)  # the gradient goes through the same mask
+    torch.manual_seed(1)
+    assert torch.equal(dropout(X, 0.25), Y)  # the seed fixes the mask
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_at_p_0_and_keeps_the_dtype():
+    X = torch.randn(5, 7)
+    module = Dropout(0.3)
+    assert isinstance(module, torch.nn.Dropout) and module.p == 0.3
+    assert module.eval()(X) is X and dropout(X, 0.0) is X and dropout(X, 0.3, training=False) is X
+    assert module.train()(X.bfloat16()).dtype == torch.bfloat16
+    assert sorted(set(dropout(torch.full((1000,), 0.5), 0.875).tolist())) == [0.0, 4.0]  # 0.5 / (1 - 0.875)
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
+        dropout(X, 1.0)
+
+
+def test_attention_dropout_in_training_averages_to_the_eval_output():
+    """Training mode takes the explicit path with dropout on the weights; its mean over many masks is the
+    eval-mode (SDPA) output: the dropout is unbiased and applied to the right tensor."""
+    cfg = BertConfig(vocab_size=10, hidden_size=8, num_layers=1, num_heads=2, ffn_size=8, dropout=0.3)
+    attention = MultiHeadAttention(cfg)
+    X = torch.randn(2, 5, 8)
+    valid_lens = torch.tensor([5, 3])
+    expected, _ = attention.eval()(X, valid_lens)
+    attention.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = torch.stack([attention(X, valid_lens)[0] for _ in range(4000)])  # [4000, B, m, n]
+    assert draws.std(0).min() > 0  # training mode really drops
+    torch.testing.assert_close(draws.mean(0), expected, atol=5 * draws.std(0).max().item() / 4000 ** 0.5, rtol=0)
+
+
+@pytest.mark.parametrize("dims", CONFIGS[:2])
+def test_output_positions_equal_the_full_output_at_those_positions(dims):
+    hf = make_hf(*dims)
+    ours = ours_from_hf(hf).bert
+    tokens, segments, valid_lens = random_batch(ours.cfg, B=3, m=15)
+    positions = torch.tensor([[0, 3, 3, 14], [0, 1, 2, 5], [0, 9, 4, 1]])  # [B, q]: any order, repeats allowed
+    with torch.no_grad():
+        X, attentions = ours(tokens, segments, valid_lens, return_attention=True)  # [B, m, n]
+        H, partial = ours(tokens, segments, valid_lens, return_attention=True, output_positions=positions)
+    torch.testing.assert_close(H, gather_positions(X, positions), atol=ATOL, rtol=0)  # [B, q, n]
+    last = torch.stack([attentions[-1][i][:, positions[i]] for i in range(3)])  # [B, h, q, m]
+    torch.testing.assert_close(partial[-1], last, atol=ATOL, rtol=0)
+    for before, same in zip(attentions[:-1], partial[:-1]):
+        torch.testing.assert_close(before, same, atol=0, rtol=0)  # the layers before compute everything
+    with pytest.raises(ValueError, match=r"output_positions value 15 .*0 to m - 1 = 14"):
+        ours(tokens, segments, valid_lens, output_positions=positions + 1)
+
+
+def test_losses_equal_forward_plus_the_chapter_losses_in_value_and_gradient():
+    """`BertForPreTraining.losses` (what train_step runs) against forward + bertnb.train.mlm_loss + nsp_loss: the
+    same values and the same gradient for every parameter (dropout 0 in training mode, so both are
+    deterministic and the training-mode paths run)."""
+    cfg = BertConfig(vocab_size=300, hidden_size=32, num_layers=3, num_heads=4, ffn_size=48, max_len=24,
+                     dropout=0.0)
+    torch.manual_seed(0)
+    model = BertForPreTraining(cfg).train()
+    tokens, segments, valid_lens = random_batch(cfg, B=5, m=24)
+    valid_lens = valid_lens.clamp(min=6)
+    g = torch.Generator().manual_seed(2)
+    pred_positions = torch.stack([1 + torch.randperm(int(v) - 1, generator=g)[:4] for v in valid_lens])  # [B, 4]
+    mlm_weights = torch.ones(5, 4)
+    mlm_weights[2, 3] = mlm_weights[4, 1:] = 0  # padded prediction slots
+    batch = dict(tokens=tokens, segments=segments, valid_lens=valid_lens, pred_positions=pred_positions,
+                 mlm_weights=mlm_weights, mlm_labels=torch.randint(0, 300, (5, 4), generator=g),
+                 nsp_labels=torch.tensor([0, 1, 1, 0, 1]))
+    mlm, nsp = model.losses(**batch)
+    grads = torch.autograd.grad(mlm + nsp, list(model.parameters()))
+    _, mlm_logits, nsp_logits = model(tokens, segments, valid_lens, pred_positions)
+    mlm_ref = mlm_loss(mlm_logits, batch["mlm_labels"], mlm_weights)
+    nsp_ref = nsp_loss(nsp_logits, batch["nsp_labels"])
+    grads_ref = torch.autograd.grad(mlm_ref + nsp_ref, list(model.parameters()))
+    torch.testing.assert_close(mlm, mlm_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(nsp, nsp_ref, atol=1e-6, rtol=0)
+    for (name, _), grad, grad_ref in zip(model.named_parameters(), grads, grads_ref):
+        torch.testing.assert_close(grad, grad_ref, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_mlm_cross_entropy_equals_weighted_f_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 50, requires_grad=True)  # [B, p, V]
+    labels = torch.randint(0, 50, (3, 5))
+    weights = torch.tensor([[1.0, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])  # padded predictions weigh 0
+    expected = (F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+                * weights.flatten()).sum() / weights.sum()
+    grad_expected, = torch.autograd.grad(expected, logits)
+    loss = mlm_cross_entropy(logits, labels, weights)
+    grad, = torch.autograd.grad(loss, logits)
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(grad, grad_expected, atol=1e-7, rtol=0)
+    assert grad[0, 3].abs().max() == 0  # a padded prediction gets no gradient
+    # no weights = all 1; all weights 0 gives 0, not NaN
+    torch.testing.assert_close(mlm_cross_entropy(logits, labels), F.cross_entropy(logits.flatten(0, 1),
+                                                                                  labels.flatten()))
+    assert mlm_cross_entropy(logits, labels, torch.zeros(3, 5)).item() == 0.0
+
+
+def test_mlm_cross_entropy_refuses_a_second_backward():
+    logits = torch.randn(4, 10, requires_grad=True)
+    loss = mlm_cross_entropy(logits[None], torch.zeros(1, 4, dtype=torch.long))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="ran twice"):
+        loss.backward()
+
+
+# ---------------------------------------------------------------------------------------------------------
 # real weights: all-MiniLM-L6-v2 against sentence-transformers
 
 SENTENCES = [
@@ -276,7 +405,7 @@ def small():
     (lambda: (torch.tensor([[1.0, 2.0]]),), TypeError, r"tokens must hold integers .*float32"),
     (lambda: ([[1, 2]],), TypeError, r"torch.Tensor .* got list"),
     (lambda: (torch.tensor([1, 2]),), ValueError, r"shape \[B, m\]"),
-    (lambda: (torch.tensor([[1, 2]]), None, None, torch.tensor([[2]])), ValueError, r"pred position 2 .*0 to m - 1 = 1"),
+    (lambda: (torch.tensor([[1, 2]]), None, None, torch.tensor([[2]])), ValueError, r"pred_positions value 2 .*0 to m - 1 = 1"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(small, make_args, error, pattern):
     with pytest.raises(error, match=pattern):

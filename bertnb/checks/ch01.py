@@ -9,20 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 from bertnb.checks import expect, run_check
+from bertnb.tokenization import longest_first_lengths
 
 SPECIALS = ("[CLS]", "[SEP]", "[PAD]")
 
 
-def reference_keep_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
-    """Longest-first, as Hugging Face's `tokenizers` (LongestFirst) and `bertnb.tokenization` do it."""
-    if len_a + len_b <= budget:
-        return len_a, len_b
-    shorter, longer = min(len_a, len_b), max(len_a, len_b)
-    if 2 * shorter <= budget:  # the shorter one fits in half the budget: keep it whole
-        keep_short, keep_long = shorter, budget - shorter
-    else:  # both get half; an odd extra token goes to the (originally) longer one, to B on a tie
-        keep_short, keep_long = budget // 2, budget - budget // 2
-    return (keep_long, keep_short) if len_a > len_b else (keep_short, keep_long)
+# Longest-first, as Hugging Face's `tokenizers` (LongestFirst): the package's rule, tested against HF there
+reference_keep_lengths = longest_first_lengths
 
 
 # (len_a, len_b, max_len): no cut, cut only the longer, cut both, odd budgets, B longer, A longer, ties
