@@ -453,7 +453,9 @@ def main(argv=None):
     for key, value in env.items():
         print(f"- {key}: {value}")
     print(f"- setup: V = {VOCAB}, B = {BATCH}, m = {SEQ_LEN}, p = {PRED}, float32, dropout {args.dropout} in both, "
-          f"SDPA attention in both; AdamW {ADAMW} (no decay on biases/LayerNorm) in both; "
+          f"attention: HF SDPA (with dropout on the CPU, its math path), ours the same computation written out; "
+          f"ours computes the losses as bertnb.train.train_step (BertForPreTraining.losses); "
+          f"AdamW {ADAMW} (no decay on biases/LayerNorm) in both; "
           f"medians of {reps} interleaved repetitions after {warmup} warm-up; memory allocator: {malloc_note}")
     if not bf16:
         print("- bf16 autocast: not timed (no avx512_bf16 / amx_bf16 in /proc/cpuinfo, so bf16 would be emulated "
