@@ -367,10 +367,16 @@ class MaskLM(nn.Module):
         """X [B, m, n], pred_positions [B, p] -> logits [B, p, V]."""
         return self.decode(gather_positions(X, pred_positions))  # [B, p, n] -> [B, p, V]
 
+    def transform(self, H):  # [B, p, n] -> [B, p, n]: dense, activation, LayerNorm
+        return self.norm(self.activation(self.dense(H)))
+
     def decode(self, H):
         """H [B, p, n], the hidden vectors already gathered -> logits [B, p, V]."""
-        H = self.norm(self.activation(self.dense(H)))  # [B, p, n]
-        return F.linear(H, self.decoder_weight, self.bias)  # [B, p, V]
+        return F.linear(self.transform(H), self.decoder_weight, self.bias)  # [B, p, V]
+
+    def loss(self, H, mlm_labels, mlm_weights):
+        """H [B, p, n] already gathered -> the weighted MLM loss, the logits never stored (decoder_cross_entropy)."""
+        return decoder_cross_entropy(self.transform(H), self.decoder_weight, self.bias, mlm_labels, mlm_weights)
 
 
 class NextSentencePred(nn.Module):
@@ -412,68 +418,80 @@ class BertForPreTraining(nn.Module):
         The heads read the last layer's output at 1 + p positions per sequence: <cls> (the pooler, NSP) and the
         p predicted ones (MLM). So the last layer computes only those (`BertModel(output_positions=...)`),
         as the MLM head already decodes only the p gathered positions (chapter 05); its keys and values still
-        come from all m positions. The MLM loss is `mlm_cross_entropy`. Same values and gradients as
+        come from all m positions. The MLM loss is `decoder_cross_entropy`. Same values and gradients as
         `forward` + `bertnb.train.mlm_loss` + `nsp_loss` (tests/test_model.py); faster
         (benchmarks/pretrain_step.py).
         """
         B = tokens.shape[0]
         cls = torch.zeros(B, 1, dtype=pred_positions.dtype, device=pred_positions.device)  # [B, 1]: <cls> is at 0
         H = self.bert(tokens, segments, valid_lens, output_positions=torch.cat([cls, pred_positions], 1))  # [B, 1 + p, n]
-        mlm_logits = self.mlm.decode(H[:, 1:])  # [B, p, V]
+        mlm = self.mlm.loss(H[:, 1:], mlm_labels, mlm_weights)  # the p predicted positions
         nsp_logits = self.nsp(self.bert.pool(H))  # [B, 2]: pool reads H[:, 0], the <cls> vector
-        mlm = mlm_cross_entropy(mlm_logits.float(), mlm_labels, mlm_weights)
         return mlm, F.cross_entropy(nsp_logits.float(), nsp_labels)
 
 
 # --------------------------------------------------------------------------------------------------------
-# The MLM loss, with two [R, V] tensors where F.cross_entropy makes four
+# The MLM loss with the vocabulary projection fused in: one [R, V] tensor where F.linear + F.cross_entropy
+# make five
 
 
-class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """Weighted cross-entropy whose backward turns the forward's log-probabilities into the gradient in place.
+class _DecoderCrossEntropy(torch.autograd.Function):
+    """Weighted cross-entropy of the logits H W^T + b, computed in one [R, V] buffer.
 
-    Why (speed): the gradient with respect to the logits is softmax(logits) - onehot(label). F.cross_entropy
-    gets there through three [R, V] tensors besides the logits (the log-probabilities, a zero-filled gradient for
-    them, the gradient of log_softmax); here the log-probabilities become the gradient: one tensor, fewer passes.
-    With R = B * p = 640 and V = 30,522 each is 78 MB, and on a small CPU writing that much fresh memory costs
-    about as much as the arithmetic. Measured with benchmarks/pretrain_step.py (2-core AMD EPYC): a train step
-    4-7% faster at 4 layers / 256 hidden, about 12% at 2 / 128.
+    Why (speed): the gradient with respect to the logits is softmax(logits) - onehot(label). F.linear followed by
+    F.cross_entropy gets there through five [R, V] tensors (the logits, the log-probabilities, a zero-filled
+    gradient for them, the gradient of log_softmax, the gradient of the logits). Here one buffer holds the
+    logits, then exp(logit - max) in place, then the gradient in place. With R = B * p = 640 and V = 30,522 each
+    is 78 MB, and on a small CPU writing that much fresh memory costs about as much as the arithmetic.
+    Measured with benchmarks/pretrain_step.py (the ablation row).
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, weights):  # [R, V], [R], [R] (weights already divided by their sum)
-        log_probs = torch.log_softmax(logits, dim=-1)  # [R, V]
-        ctx.save_for_backward(labels, weights)
-        ctx.log_probs = log_probs  # ours alone (not an input or output), so backward may overwrite it
-        return -(log_probs.gather(1, labels[:, None]).squeeze(1) * weights).sum()  # scalar
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # float32 even under bf16 autocast
+    def forward(ctx, H, W, b, labels, weights):  # [R, n], [V, n], [V], [R], [R] (weights already normalised)
+        logits = torch.addmm(b, H, W.t())  # [R, V]
+        picked = logits.gather(1, labels[:, None]).squeeze(1)  # [R]: the logit of the right token
+        top = logits.amax(1, keepdim=True)  # [R, 1]: subtracted first, so exp cannot overflow
+        exp = logits.sub_(top).exp_()  # [R, V]: exp(logit - top), in the logits' buffer
+        total = exp.sum(1)  # [R]
+        log_z = top.squeeze(1) + total.log()  # [R]: log of the softmax's denominator
+        ctx.save_for_backward(H, W, labels, weights, total)
+        ctx.exp = exp  # ours alone (not an input or output), so backward may overwrite it
+        return ((log_z - picked) * weights).sum()  # sum of w * (-log softmax at the label)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
-        labels, weights = ctx.saved_tensors
-        if ctx.log_probs is None:
-            raise RuntimeError("mlm_cross_entropy's backward ran twice: its buffer is reused, so retain_graph "
+        H, W, labels, weights, total = ctx.saved_tensors
+        if ctx.exp is None:
+            raise RuntimeError("decoder_cross_entropy's backward ran twice: its buffer is reused, so retain_graph "
                                "cannot be used through it")
-        grad, ctx.log_probs = ctx.log_probs.exp_(), None  # [R, V] softmax, in place
-        grad[torch.arange(len(labels), device=grad.device), labels] -= 1  # softmax - onehot(label)
-        grad.mul_((grad_loss * weights)[:, None])  # [R, V] * [R, 1]
-        return grad, None, None
+        scale = grad_loss * weights  # [R]
+        grad, ctx.exp = ctx.exp.mul_((scale / total)[:, None]), None  # [R, V]: scale * softmax, in place
+        grad[torch.arange(len(labels), device=grad.device), labels] -= scale  # scale * (softmax - onehot)
+        grad_H = grad @ W if ctx.needs_input_grad[0] else None  # [R, n]
+        grad_W = grad.t() @ H if ctx.needs_input_grad[1] else None  # [V, n]
+        grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None  # [V]
+        return grad_H, grad_W, grad_b, None, None
 
 
-def mlm_cross_entropy(mlm_logits, mlm_labels, mlm_weights=None):
-    """MLM loss: mlm_logits [B, p, V], mlm_labels [B, p] token ids in [0, V), mlm_weights [B, p]
-    (1 = a real prediction, 0 = a padded slot; None = all 1).
+def decoder_cross_entropy(H, weight, bias, mlm_labels, mlm_weights=None):
+    """MLM loss straight from the head's hidden vectors: H [B, p, n], the decoder weight [V, n] and bias [V],
+    mlm_labels [B, p] token ids in [0, V), mlm_weights [B, p] (1 = a real prediction, 0 = a padded slot;
+    None = all 1).
 
-    The weighted mean  sum(w * CE) / max(sum(w), 1): the same value and gradient as F.cross_entropy with
-    reduction="none", weighted and averaged, but faster (see _SoftmaxCrossEntropy). Backward runs once.
+    The weighted mean  sum(w * CE) / max(sum(w), 1) of the logits H weight^T + bias: the same value and
+    gradients as F.linear, then F.cross_entropy with reduction="none", weighted and averaged (that is
+    `bertnb.train.mlm_loss`), but faster (see _DecoderCrossEntropy). Backward runs once.
     """
-    V = mlm_logits.shape[-1]
+    n = H.shape[-1]
     labels = mlm_labels.reshape(-1)  # [R]
     if mlm_weights is None:
         mlm_weights = torch.ones_like(labels, dtype=torch.float32)
     weights = mlm_weights.reshape(-1).float()  # [R]
     weights = weights / weights.sum().clamp(min=1.0)  # padded predictions count neither above nor below
-    return _SoftmaxCrossEntropy.apply(mlm_logits.reshape(-1, V), labels, weights)
+    return _DecoderCrossEntropy.apply(H.reshape(-1, n), weight, bias, labels, weights)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -35,3 +35,18 @@ def test_the_two_batch_forms_say_the_same(bench):
         assert batch["attention_mask"][i].sum() == v and batch["pred_positions"][i].max() < v
         assert batch["pred_positions"][i].min() >= 1  # never <cls>
     assert batch["valid_lens"][-1] < m  # at least one padded row, so both padding masks are exercised
+
+
+def test_ablation_rows_compute_the_same_loss(bench):
+    """The ablation rows change how ours computes, not what: the same loss with dropout off."""
+    import bertnb.model
+
+    ours, _ = bench.make_pretraining_pair(2, 32, 2, 64, vocab=200)
+    ours.eval()
+    batch = bench.make_batch(vocab=200, B=4, m=24, p=5)
+    cheap = bertnb.model.dropout
+    with torch.no_grad():
+        loss = bench.ours_loss(ours, batch)
+        torch.testing.assert_close(bench.ours_loss_chapters(ours, batch), loss, atol=1e-5, rtol=0)
+        torch.testing.assert_close(bench.ours_loss_torch_dropout(ours, batch), loss, atol=1e-5, rtol=0)
+    assert bertnb.model.dropout is cheap  # the swap is undone

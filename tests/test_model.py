@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import transformers
 
 from bertnb.model import (BertConfig, BertForPreTraining, BertModel, Dropout, MultiHeadAttention,
-                          attention_with_weights, dropout, dropout_keep_mask, gather_positions, mlm_cross_entropy,
+                          attention_with_weights, decoder_cross_entropy, dropout, dropout_keep_mask, gather_positions,
                           padding_mask)
 from bertnb.train import mlm_loss, nsp_loss
 from bertnb.pretrained import config_from_hf, load_hf_state_dict, load_minilm, mean_pool, to_hf_state_dict
@@ -308,28 +308,45 @@ def test_losses_equal_forward_plus_the_chapter_losses_in_value_and_gradient():
         torch.testing.assert_close(grad, grad_ref, atol=1e-6, rtol=1e-4, msg=name)
 
 
-def test_mlm_cross_entropy_equals_weighted_f_cross_entropy():
+def test_decoder_cross_entropy_equals_linear_then_weighted_f_cross_entropy():
     torch.manual_seed(0)
-    logits = torch.randn(3, 5, 50, requires_grad=True)  # [B, p, V]
+    H = torch.randn(3, 5, 8, requires_grad=True)  # [B, p, n]
+    W = torch.randn(50, 8, requires_grad=True)  # [V, n]
+    b = torch.randn(50, requires_grad=True)  # [V]
     labels = torch.randint(0, 50, (3, 5))
     weights = torch.tensor([[1.0, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])  # padded predictions weigh 0
+    logits = F.linear(H, W, b)  # [B, p, V]
     expected = (F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
                 * weights.flatten()).sum() / weights.sum()
-    grad_expected, = torch.autograd.grad(expected, logits)
-    loss = mlm_cross_entropy(logits, labels, weights)
-    grad, = torch.autograd.grad(loss, logits)
+    grads_expected = torch.autograd.grad(expected, (H, W, b))
+    loss = decoder_cross_entropy(H, W, b, labels, weights)
+    grads = torch.autograd.grad(loss, (H, W, b))
     torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
-    torch.testing.assert_close(grad, grad_expected, atol=1e-7, rtol=0)
-    assert grad[0, 3].abs().max() == 0  # a padded prediction gets no gradient
-    # no weights = all 1; all weights 0 gives 0, not NaN
-    torch.testing.assert_close(mlm_cross_entropy(logits, labels), F.cross_entropy(logits.flatten(0, 1),
-                                                                                  labels.flatten()))
-    assert mlm_cross_entropy(logits, labels, torch.zeros(3, 5)).item() == 0.0
+    for grad, grad_expected in zip(grads, grads_expected):
+        torch.testing.assert_close(grad, grad_expected, atol=1e-6, rtol=0)
+    assert grads[0][0, 3].abs().max() == 0  # a padded prediction gets no gradient
+    torch.testing.assert_close(mlm_loss(logits, labels, weights), expected)  # the chapters' loss, the same
+    # no weights = all 1; all weights 0 gives 0, not NaN; huge logits do not overflow
+    torch.testing.assert_close(decoder_cross_entropy(H, W, b, labels),
+                               F.cross_entropy(logits.flatten(0, 1), labels.flatten()))
+    assert decoder_cross_entropy(H, W, b, labels, torch.zeros(3, 5)).item() == 0.0
+    big = decoder_cross_entropy(H * 1e4, W, b, labels)
+    assert torch.isfinite(big) and big > 0
 
 
-def test_mlm_cross_entropy_refuses_a_second_backward():
-    logits = torch.randn(4, 10, requires_grad=True)
-    loss = mlm_cross_entropy(logits[None], torch.zeros(1, 4, dtype=torch.long))
+def test_decoder_cross_entropy_runs_in_float32_under_bf16_autocast():
+    H, W, b = torch.randn(4, 8, requires_grad=True), torch.randn(30, 8, requires_grad=True), torch.randn(30)
+    labels = torch.randint(0, 30, (1, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = decoder_cross_entropy(H.bfloat16()[None], W, b, labels)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert H.grad.dtype == torch.float32 and W.grad.dtype == torch.float32
+
+
+def test_decoder_cross_entropy_refuses_a_second_backward():
+    H, W, b = torch.randn(1, 4, 8, requires_grad=True), torch.randn(10, 8), torch.zeros(10)
+    loss = decoder_cross_entropy(H, W, b, torch.zeros(1, 4, dtype=torch.long))
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="ran twice"):
         loss.backward()
