@@ -1,7 +1,8 @@
 """BERT, the finished model the notebooks build step by step.
 
-One file, read top to bottom: config, embeddings, attention, encoder layer, the encoder (`BertModel`, which
-owns the pooler as Hugging Face's does), the two pretraining heads, `BertForPreTraining` and the MLM loss.
+One file, read top to bottom: config, input checks, dropout, embeddings, attention, encoder layer, the encoder
+(`BertModel`, which owns the pooler as Hugging Face's does), the two pretraining heads, `BertForPreTraining`
+(whose `losses` is what a train step runs: only what the two losses read) and the fused MLM loss.
 
 Notation (the course's): B batch · m sequence length · n hidden size · h heads · d = n / h head size ·
 f feed-forward size · V vocabulary size · p predicted positions per sequence · L layers.
