@@ -439,6 +439,10 @@ def publish_run(run_dir, out_dir, max_bytes: int = 10_000_000) -> dict:
         metadata = dict(f.metadata() or {})
         weights = {name: f.get_tensor(name) for name in f.keys()}
     half = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
+    tensor_bytes = sum(tensor.numel() * tensor.element_size() for tensor in half.values())
+    if tensor_bytes > max_bytes:  # refuse before anything in out_dir is replaced
+        raise ValueError(f"{run_dir}'s weights are {tensor_bytes:,} bytes in float16: over the {max_bytes:,}-byte "
+                         f"limit for committed checkpoints")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "model.safetensors",
                  lambda tmp: save_file(half, tmp, metadata={**metadata, "stored_dtype": "float16"}))

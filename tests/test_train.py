@@ -437,3 +437,12 @@ def test_cli_end_to_end_on_the_real_english_corpus(tmp_path):
         return torch.load(run_dir / "checkpoint.pt", weights_only=True)["extra"]["losses"]
 
     assert losses(half) == losses(out)
+
+    # Published as a small float16 checkpoint folder; one over the size limit is refused before anything is written.
+    published = pretrain.publish_run(out, tmp_path / "checkpoint")
+    again, _, _ = pretrain.load_run(tmp_path / "checkpoint")
+    assert next(again.parameters()).dtype == torch.float32
+    assert abs(published["final_after_float16_storage"]["mlm_loss"] - saved["final"]["mlm_loss"]) < 0.01
+    with pytest.raises(ValueError, match="over the 1,000-byte limit"):
+        pretrain.publish_run(out, tmp_path / "too-big", max_bytes=1000)
+    assert not (tmp_path / "too-big").exists()
