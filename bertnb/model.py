@@ -242,7 +242,7 @@ def attention_with_weights(Q, K, V, mask=None, dropout_p: float = 0.0):
     [B, h, q, m]). In self-attention every position queries: q = m."""
     scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # [B, h, q, m]
     if mask is not None:
-        scores.masked_fill_(~mask, float("-inf"))  # padded keys get zero weight after softmax (in place: a fresh tensor)
+        scores.masked_fill_(~mask, float("-inf"))  # padded keys get zero weight after softmax (in place: ours)
     weights = scores.softmax(dim=-1)  # [B, h, q, m], each row sums to 1 over the real keys
     return dropout(weights, dropout_p) @ V, weights  # [B, h, q, d]; dropout zeroes some weights in training
 
@@ -423,9 +423,13 @@ class BertForPreTraining(nn.Module):
         `forward` + `bertnb.train.mlm_loss` + `nsp_loss` (tests/test_model.py); faster
         (benchmarks/pretrain_step.py).
         """
+        if not _exporting():  # name pred_positions in the error, not the output_positions built from it
+            check_inputs(self.cfg, tokens, segments, valid_lens)
+            check_pred_positions(pred_positions, *tokens.shape)
         B = tokens.shape[0]
         cls = torch.zeros(B, 1, dtype=pred_positions.dtype, device=pred_positions.device)  # [B, 1]: <cls> is at 0
-        H = self.bert(tokens, segments, valid_lens, output_positions=torch.cat([cls, pred_positions], 1))  # [B, 1 + p, n]
+        read = torch.cat([cls, pred_positions], 1)  # [B, 1 + p]: the positions the two losses read
+        H = self.bert(tokens, segments, valid_lens, output_positions=read)  # [B, 1 + p, n]
         mlm = self.mlm.loss(H[:, 1:], mlm_labels, mlm_weights)  # the p predicted positions
         nsp_logits = self.nsp(self.bert.pool(H))  # [B, 2]: pool reads H[:, 0], the <cls> vector
         return mlm, F.cross_entropy(nsp_logits.float(), nsp_labels)

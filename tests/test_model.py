@@ -429,6 +429,17 @@ def test_bad_input_is_rejected_with_a_clear_message(small, make_args, error, pat
         small(*make_args())
 
 
+def test_losses_name_a_bad_pred_position():
+    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, ffn_size=8,
+                                          max_len=10))
+    tokens = torch.tensor([[1, 2, 3]])
+    batch = dict(tokens=tokens, segments=torch.zeros_like(tokens), valid_lens=torch.tensor([3]),
+                 pred_positions=torch.tensor([[1, 3]]), mlm_labels=torch.tensor([[4, 5]]),
+                 mlm_weights=torch.ones(1, 2), nsp_labels=torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"pred_positions value 3 .*0 to m - 1 = 2"):
+        model.losses(**batch)
+
+
 @pytest.mark.parametrize("kwargs, pattern", [
     (dict(hidden_size=30, num_heads=4), "divisible"),
     (dict(vocab_size=0), "vocab_size must be a positive int"),
