@@ -192,6 +192,18 @@ def test_attention_with_weights_equals_torch_sdpa():
     torch.testing.assert_close(out, F.scaled_dot_product_attention(Q, K, V, attn_mask=mask), atol=ATOL, rtol=0)
 
 
+def test_explicit_attention_has_the_gradients_of_torch_sdpa():
+    """Training with dropout takes the explicit path (in-place masking included): its backward must be SDPA's."""
+    torch.manual_seed(0)
+    Q, K, V = (torch.randn(2, 3, 7, 5, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    mask = padding_mask(torch.tensor([7, 3]), 7)
+    grad_out = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    ours = torch.autograd.grad(attention_with_weights(Q, K, V, mask)[0], (Q, K, V), grad_out)
+    theirs = torch.autograd.grad(F.scaled_dot_product_attention(Q, K, V, attn_mask=mask), (Q, K, V), grad_out)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
 def test_return_attention_gives_one_map_per_layer():
     cfg = BertConfig(vocab_size=30, hidden_size=16, num_layers=3, num_heads=2, ffn_size=8, max_len=12)
     model = BertModel(cfg).eval()
