@@ -140,9 +140,10 @@ def evaluate(model, batches, bf16: bool = False) -> dict:
             losses = pretraining_loss(model, batch)
         weights = batch["mlm_weights"]  # [B, p]
         predicted = losses["mlm_logits"].argmax(-1)  # [B, p]
+        real = weights.sum().item()  # the batch's real prediction slots
         mlm_correct += ((predicted == batch["mlm_labels"]).float() * weights).sum().item()
-        mlm_count += weights.sum().item()
-        mlm_loss_sum += losses["mlm_loss"].item() * weights.sum().item()
+        mlm_count += real
+        mlm_loss_sum += losses["mlm_loss"].item() * real
         nsp_correct += (losses["nsp_logits"].argmax(-1) == batch["nsp_labels"]).sum().item()
         nsp_count += len(batch["nsp_labels"])
     return {"mlm_accuracy": mlm_correct / max(mlm_count, 1), "nsp_accuracy": nsp_correct / max(nsp_count, 1),
