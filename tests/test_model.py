@@ -8,10 +8,8 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from bertnb.model import (BertConfig, BertForPreTraining, BertModel, Dropout, MultiHeadAttention,
-                          attention_with_weights, decoder_cross_entropy, dropout, dropout_keep_mask, gather_positions,
-                          padding_mask)
-from bertnb.train import mlm_loss, nsp_loss
+from bertnb.model import (BertConfig, BertForPreTraining, BertModel, MultiHeadAttention, attention_with_weights,
+                          gather_positions, padding_mask)
 from bertnb.pretrained import config_from_hf, load_hf_state_dict, load_minilm, mean_pool, to_hf_state_dict
 
 ATOL = 1e-5
@@ -169,7 +167,7 @@ def test_init_follows_bert():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# attention: the fused path equals the explicit softmax path and torch's reference
+# attention: the fused path (SDPA) equals the explicit softmax path, in values, gradients and dropout
 
 
 def test_sdpa_path_equals_explicit_path_with_padding():
@@ -185,23 +183,35 @@ def test_sdpa_path_equals_explicit_path_with_padding():
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 11))
 
 
-def test_attention_with_weights_equals_torch_sdpa():
-    Q, K, V = (torch.randn(2, 3, 7, 5) for _ in range(3))
-    mask = padding_mask(torch.tensor([7, 3]), 7)
-    out, _ = attention_with_weights(Q, K, V, mask)
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(Q, K, V, attn_mask=mask), atol=ATOL, rtol=0)
-
-
-def test_explicit_attention_has_the_gradients_of_torch_sdpa():
-    """Training with dropout takes the explicit path (in-place masking included): its backward must be SDPA's."""
+def test_explicit_attention_has_the_values_and_gradients_of_torch_sdpa():
+    """attention_with_weights (in-place masking included) against F.scaled_dot_product_attention, float64."""
     torch.manual_seed(0)
     Q, K, V = (torch.randn(2, 3, 7, 5, dtype=torch.float64, requires_grad=True) for _ in range(3))
     mask = padding_mask(torch.tensor([7, 3]), 7)
     grad_out = torch.randn(2, 3, 7, 5, dtype=torch.float64)
-    ours = torch.autograd.grad(attention_with_weights(Q, K, V, mask)[0], (Q, K, V), grad_out)
-    theirs = torch.autograd.grad(F.scaled_dot_product_attention(Q, K, V, attn_mask=mask), (Q, K, V), grad_out)
+    out, _ = attention_with_weights(Q, K, V, mask)
+    expected = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask)
+    torch.testing.assert_close(out, expected)
+    ours = torch.autograd.grad(out, (Q, K, V), grad_out)
+    theirs = torch.autograd.grad(expected, (Q, K, V), grad_out)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b)
+
+
+def test_both_attention_paths_drop_the_same_weights_in_training():
+    """In training mode SDPA on the CPU draws its dropout mask as nn.Dropout does, so with the same seed the
+    explicit path (dropout on the weights) gives the same output: it drops the right tensor, at the right rate."""
+    cfg = BertConfig(vocab_size=10, hidden_size=16, num_layers=1, num_heads=2, ffn_size=8, dropout=0.3)
+    attention = MultiHeadAttention(cfg).train()
+    X = torch.randn(2, 9, 16)
+    valid_lens = torch.tensor([9, 4])
+    torch.manual_seed(3)
+    fused, _ = attention(X, valid_lens)
+    torch.manual_seed(3)
+    explicit, weights = attention(X, valid_lens, return_attention=True)
+    torch.testing.assert_close(fused, explicit, atol=ATOL, rtol=0)
+    assert not torch.allclose(fused, attention.eval()(X, valid_lens)[0], atol=1e-3)  # dropout really ran
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 9))  # the weights returned: before dropout
 
 
 def test_return_attention_gives_one_map_per_layer():
@@ -220,148 +230,12 @@ def test_gather_positions():
                                                 [X[1, 1].tolist(), X[1, 1].tolist()]]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# the training path: dropout, the last layer at the read positions only, the losses
-
-
-def test_dropout_keeps_1_minus_p_independently_and_scales_by_1_over_1_minus_p():
-    torch.manual_seed(0)
-    for p in (0.1, 0.5, 0.9):
-        keep = dropout_keep_mask((4_000_000,), p).float()
-        sd = (p * (1 - p) / keep.numel()) ** 0.5
-        assert abs(keep.mean().item() - (1 - p)) < 5 * sd, (p, keep.mean())
-        # neighbours come from the same 64-bit draw: both kept with probability (1 - p)^2, not correlated
-        both = (keep[0::2] * keep[1::2]).mean().item()
-        assert abs(both - (1 - p) ** 2) < 5 * ((1 - p) ** 2 * (1 - (1 - p) ** 2) / (keep.numel() / 2)) ** 0.5
-        # far apart too (a 32-bit lane repeating every k draws would show here)
-        assert abs((keep[:-7] * keep[7:]).mean().item() - (1 - p) ** 2) < 0.002
-    X = torch.randn(64, 300, dtype=torch.float64, requires_grad=True)
-    torch.manual_seed(1)
-    Y = dropout(X, 0.25)
-    kept = Y != 0
-    torch.testing.assert_close(Y[kept], X[kept] / 0.75)  # the survivors scaled by 1 / (1 - p)
-    Y.sum().backward()
-    torch.testing.assert_close(X.grad, kept.double() / 0.75)  # the gradient goes through the same mask
-    torch.manual_seed(1)
-    assert torch.equal(dropout(X, 0.25), Y)  # the seed fixes the mask
-
-
-def test_dropout_is_the_identity_in_eval_mode_and_at_p_0_and_keeps_the_dtype():
-    X = torch.randn(5, 7)
-    module = Dropout(0.3)
-    assert isinstance(module, torch.nn.Dropout) and module.p == 0.3
-    assert module.eval()(X) is X and dropout(X, 0.0) is X and dropout(X, 0.3, training=False) is X
-    assert module.train()(X.bfloat16()).dtype == torch.bfloat16
-    assert sorted(set(dropout(torch.full((1000,), 0.5), 0.875).tolist())) == [0.0, 4.0]  # 0.5 / (1 - 0.875)
-    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
-        dropout(X, 1.0)
-
-
-def test_attention_dropout_in_training_averages_to_the_eval_output():
-    """Training mode takes the explicit path with dropout on the weights; its mean over many masks is the
-    eval-mode (SDPA) output: the dropout is unbiased and applied to the right tensor."""
-    cfg = BertConfig(vocab_size=10, hidden_size=8, num_layers=1, num_heads=2, ffn_size=8, dropout=0.3)
-    attention = MultiHeadAttention(cfg)
-    X = torch.randn(2, 5, 8)
-    valid_lens = torch.tensor([5, 3])
-    expected, _ = attention.eval()(X, valid_lens)
-    attention.train()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        draws = torch.stack([attention(X, valid_lens)[0] for _ in range(4000)])  # [4000, B, m, n]
-    assert draws.std(0).min() > 0  # training mode really drops
-    torch.testing.assert_close(draws.mean(0), expected, atol=5 * draws.std(0).max().item() / 4000 ** 0.5, rtol=0)
-
-
-@pytest.mark.parametrize("dims", CONFIGS[:2])
-def test_output_positions_equal_the_full_output_at_those_positions(dims):
-    hf = make_hf(*dims)
-    ours = ours_from_hf(hf).bert
-    tokens, segments, valid_lens = random_batch(ours.cfg, B=3, m=15)
-    positions = torch.tensor([[0, 3, 3, 14], [0, 1, 2, 5], [0, 9, 4, 1]])  # [B, q]: any order, repeats allowed
-    with torch.no_grad():
-        X, attentions = ours(tokens, segments, valid_lens, return_attention=True)  # [B, m, n]
-        H, partial = ours(tokens, segments, valid_lens, return_attention=True, output_positions=positions)
-    torch.testing.assert_close(H, gather_positions(X, positions), atol=ATOL, rtol=0)  # [B, q, n]
-    last = torch.stack([attentions[-1][i][:, positions[i]] for i in range(3)])  # [B, h, q, m]
-    torch.testing.assert_close(partial[-1], last, atol=ATOL, rtol=0)
-    for before, same in zip(attentions[:-1], partial[:-1]):
-        torch.testing.assert_close(before, same, atol=0, rtol=0)  # the layers before compute everything
-    with pytest.raises(ValueError, match=r"output_positions value 15 .*0 to m - 1 = 14"):
-        ours(tokens, segments, valid_lens, output_positions=positions + 1)
-
-
-def test_losses_equal_forward_plus_the_chapter_losses_in_value_and_gradient():
-    """`BertForPreTraining.losses` (what train_step runs) against forward + bertnb.train.mlm_loss + nsp_loss: the
-    same values and the same gradient for every parameter (dropout 0 in training mode, so both are
-    deterministic and the training-mode paths run)."""
-    cfg = BertConfig(vocab_size=300, hidden_size=32, num_layers=3, num_heads=4, ffn_size=48, max_len=24,
-                     dropout=0.0)
-    torch.manual_seed(0)
-    model = BertForPreTraining(cfg).train()
-    tokens, segments, valid_lens = random_batch(cfg, B=5, m=24)
-    valid_lens = valid_lens.clamp(min=6)
-    g = torch.Generator().manual_seed(2)
-    pred_positions = torch.stack([1 + torch.randperm(int(v) - 1, generator=g)[:4] for v in valid_lens])  # [B, 4]
-    mlm_weights = torch.ones(5, 4)
-    mlm_weights[2, 3] = mlm_weights[4, 1:] = 0  # padded prediction slots
-    batch = dict(tokens=tokens, segments=segments, valid_lens=valid_lens, pred_positions=pred_positions,
-                 mlm_weights=mlm_weights, mlm_labels=torch.randint(0, 300, (5, 4), generator=g),
-                 nsp_labels=torch.tensor([0, 1, 1, 0, 1]))
-    mlm, nsp = model.losses(**batch)
-    grads = torch.autograd.grad(mlm + nsp, list(model.parameters()))
-    _, mlm_logits, nsp_logits = model(tokens, segments, valid_lens, pred_positions)
-    mlm_ref = mlm_loss(mlm_logits, batch["mlm_labels"], mlm_weights)
-    nsp_ref = nsp_loss(nsp_logits, batch["nsp_labels"])
-    grads_ref = torch.autograd.grad(mlm_ref + nsp_ref, list(model.parameters()))
-    torch.testing.assert_close(mlm, mlm_ref, atol=1e-6, rtol=0)
-    torch.testing.assert_close(nsp, nsp_ref, atol=1e-6, rtol=0)
-    for (name, _), grad, grad_ref in zip(model.named_parameters(), grads, grads_ref):
-        torch.testing.assert_close(grad, grad_ref, atol=1e-6, rtol=1e-4, msg=name)
-
-
-def test_decoder_cross_entropy_equals_linear_then_weighted_f_cross_entropy():
-    torch.manual_seed(0)
-    H = torch.randn(3, 5, 8, requires_grad=True)  # [B, p, n]
-    W = torch.randn(50, 8, requires_grad=True)  # [V, n]
-    b = torch.randn(50, requires_grad=True)  # [V]
-    labels = torch.randint(0, 50, (3, 5))
-    weights = torch.tensor([[1.0, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])  # padded predictions weigh 0
-    logits = F.linear(H, W, b)  # [B, p, V]
-    expected = (F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
-                * weights.flatten()).sum() / weights.sum()
-    grads_expected = torch.autograd.grad(expected, (H, W, b))
-    loss = decoder_cross_entropy(H, W, b, labels, weights)
-    grads = torch.autograd.grad(loss, (H, W, b))
-    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
-    for grad, grad_expected in zip(grads, grads_expected):
-        torch.testing.assert_close(grad, grad_expected, atol=1e-6, rtol=0)
-    assert grads[0][0, 3].abs().max() == 0  # a padded prediction gets no gradient
-    torch.testing.assert_close(mlm_loss(logits, labels, weights), expected)  # the chapters' loss, the same
-    # no weights = all 1; all weights 0 gives 0, not NaN; huge logits do not overflow
-    torch.testing.assert_close(decoder_cross_entropy(H, W, b, labels),
-                               F.cross_entropy(logits.flatten(0, 1), labels.flatten()))
-    assert decoder_cross_entropy(H, W, b, labels, torch.zeros(3, 5)).item() == 0.0
-    big = decoder_cross_entropy(H * 1e4, W, b, labels)
-    assert torch.isfinite(big) and big > 0
-
-
-def test_decoder_cross_entropy_runs_in_float32_under_bf16_autocast():
-    H, W, b = torch.randn(4, 8, requires_grad=True), torch.randn(30, 8, requires_grad=True), torch.randn(30)
-    labels = torch.randint(0, 30, (1, 4))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = decoder_cross_entropy(H.bfloat16()[None], W, b, labels)
-    assert loss.dtype == torch.float32
-    loss.backward()
-    assert H.grad.dtype == torch.float32 and W.grad.dtype == torch.float32
-
-
-def test_decoder_cross_entropy_refuses_a_second_backward():
-    H, W, b = torch.randn(1, 4, 8, requires_grad=True), torch.randn(10, 8), torch.zeros(10)
-    loss = decoder_cross_entropy(H, W, b, torch.zeros(1, 4, dtype=torch.long))
-    loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="ran twice"):
-        loss.backward()
+def test_the_model_is_plain_torch():
+    """Plain nn.Dropout everywhere (the fast path's cheaper mask lives in bertnb.fastpath), and no loss code."""
+    model = BertForPreTraining(BertConfig(vocab_size=30, hidden_size=16, num_layers=2, num_heads=2, ffn_size=8))
+    dropouts = [m for m in model.modules() if "Dropout" in type(m).__name__]
+    assert len(dropouts) == 1 + 2 * 2 and all(type(m) is torch.nn.Dropout for m in dropouts)
+    assert not hasattr(model, "losses")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -412,7 +286,7 @@ def test_minilm_loads_whole_with_pooler(minilm):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# bad input: a clear error naming the value and the allowed range, before any computation
+# bad input: the model runs bertnb.validation's checks (tests/test_validation.py has the full table)
 
 
 @pytest.fixture(scope="module")
@@ -422,42 +296,31 @@ def small():
 
 
 @pytest.mark.parametrize("make_args, error, pattern", [
-    (lambda: (torch.zeros(1, 11, dtype=torch.long),), ValueError, r"m = 11 .*allowed 1 to max_len = 10"),
-    (lambda: (torch.tensor([[1, -1]]),), ValueError, r"token id -1 .*allowed 0 to V - 1 = 49"),
     (lambda: (torch.tensor([[1, 50]]),), ValueError, r"token id 50 .*allowed 0 to V - 1 = 49"),
-    (lambda: (torch.tensor([[1, 2]]), torch.tensor([[0, 2]])), ValueError, r"segment id 2 .*allowed 0 to 1"),
-    (lambda: (torch.tensor([[1, 2]]), torch.tensor([[0, -1]])), ValueError, r"segment id -1"),
-    (lambda: (torch.tensor([[1, 2]]), None, torch.tensor([0])), ValueError, r"valid_lens value 0 .*allowed 1 to m = 2"),
-    (lambda: (torch.tensor([[1, 2]]), None, torch.tensor([3])), ValueError, r"valid_lens value 3 .*allowed 1 to m = 2"),
-    (lambda: (torch.tensor([[1, 2]]), None, torch.tensor([1, 2])), ValueError, r"valid_lens must have shape \[B\]"),
-    (lambda: (torch.tensor([[1, 2]]), torch.tensor([[0, 1, 0]])), ValueError, r"does not match tokens shape"),
+    (lambda: (torch.tensor([[1, 2]]), None, torch.tensor([3])), ValueError, r"valid_lens value 3 .*1 to m = 2"),
     (lambda: (torch.tensor([[1.0, 2.0]]),), TypeError, r"tokens must hold integers .*float32"),
-    (lambda: ([[1, 2]],), TypeError, r"torch.Tensor .* got list"),
-    (lambda: (torch.tensor([1, 2]),), ValueError, r"shape \[B, m\]"),
-    (lambda: (torch.tensor([[1, 2]]), None, None, torch.tensor([[2]])), ValueError, r"pred_positions value 2 .*0 to m - 1 = 1"),
 ])
-def test_bad_input_is_rejected_with_a_clear_message(small, make_args, error, pattern):
+def test_bad_input_is_rejected_by_the_encoder_and_the_pretraining_model(small, make_args, error, pattern):
     with pytest.raises(error, match=pattern):
-        small(*make_args())
+        small.bert(*make_args())
+    with pytest.raises(error, match=pattern):
+        small(*make_args(), pred_positions=torch.tensor([[0]]))  # checked although pred_positions are fine
 
 
-def test_losses_name_a_bad_pred_position():
-    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, ffn_size=8,
-                                          max_len=10))
-    tokens = torch.tensor([[1, 2, 3]])
-    batch = dict(tokens=tokens, segments=torch.zeros_like(tokens), valid_lens=torch.tensor([3]),
-                 pred_positions=torch.tensor([[1, 3]]), mlm_labels=torch.tensor([[4, 5]]),
-                 mlm_weights=torch.ones(1, 2), nsp_labels=torch.tensor([0]))
-    with pytest.raises(ValueError, match=r"pred_positions value 3 .*0 to m - 1 = 2"):
-        model.losses(**batch)
+def test_bad_pred_positions_are_rejected_by_the_pretraining_model(small):
+    with pytest.raises(ValueError, match=r"pred_positions value 2 .*0 to m - 1 = 1"):
+        small(torch.tensor([[1, 2]]), None, None, torch.tensor([[2]]))
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    (dict(hidden_size=30, num_heads=4), "divisible"),
-    (dict(vocab_size=0), "vocab_size must be a positive int"),
-    (dict(dropout=1.5), r"dropout must be in \[0, 1\)"),
-    (dict(activation="swish"), "activation must be one of"),
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(hidden_size=30, num_heads=4), ValueError, "divisible"),
+    (dict(vocab_size=0), ValueError, r"BertConfig.vocab_size must be an int >= 1, got 0"),
+    (dict(num_layers=True), TypeError, r"BertConfig.num_layers must be an int >= 1, got True"),
+    (dict(dropout=1.5), ValueError, r"BertConfig.dropout must be a number in \[0.0, 1.0\), got 1.5"),
+    (dict(dropout=float("nan")), ValueError, r"BertConfig.dropout must be a finite number"),
+    (dict(activation="swish"), ValueError, r"BertConfig.activation must be one of 'gelu', 'relu'"),
+    (dict(layer_norm_eps=0.0), ValueError, r"BertConfig.layer_norm_eps must be a number > 0.0"),
 ])
-def test_bad_config_is_rejected(kwargs, pattern):
-    with pytest.raises(ValueError, match=pattern):
+def test_bad_config_is_rejected(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
         BertConfig(**kwargs)
