@@ -9,10 +9,11 @@ What it times (benchmarks/README.md says more):
 1. a pretraining train step (loss + backward + AdamW step) of our `BertForPreTraining` and of
    `transformers.BertForPreTraining`, same config, same weights (HF's random init loaded into ours), float32,
    dropout 0.1 in both (hidden and attention), V = 30,522, B = 32, m = 128, p = 20, the same batch. HF runs SDPA
-   attention, which with dropout on the CPU is torch's math path (no fused CPU kernel has dropout); ours runs that
-   same computation written out (bertnb.model.attention_with_weights) with its cheaper dropout mask. Ours computes
-   the losses as bertnb.train.train_step does (`BertForPreTraining.losses`: the last layer and the MLM head
-   only where the losses read); one ablation row runs the full forward instead;
+   attention, which with dropout on the CPU is torch's math path (no fused CPU kernel has dropout). Ours computes
+   the losses as bertnb.train.train_step does, with `bertnb.fastpath.pretraining_losses` on the plain model: the
+   same attention written out with a cheaper dropout mask, the last layer only where the losses read, the fused
+   MLM loss. Ablation rows turn each of the three off in turn, and one runs the plain model and the chapters'
+   losses (`bertnb.losses.pretraining_loss`);
 2. a forward pass at all-MiniLM-L6-v2 size (6 layers, 384 hidden), `torch.inference_mode()`, a padded batch;
 3. the GFLOP/s each reaches, as a share of a 2048 x 2048 float32 GEMM timed in the same run;
 4. where the CPU has native bfloat16, the train step under `torch.autocast("cpu", dtype=torch.bfloat16)`.
@@ -39,11 +40,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without `pip install -e .`
 
-import bertnb.model as bertnb_model  # noqa: E402
+from bertnb.fastpath import pretraining_losses  # noqa: E402
+from bertnb.losses import pretraining_loss  # noqa: E402
 from bertnb.model import BertForPreTraining, BertModel  # noqa: E402
 from bertnb.notebook import cpu_has_bf16  # noqa: E402
 from bertnb.pretrained import config_from_hf, hf_to_ours_name, load_hf_state_dict  # noqa: E402
-from bertnb.train import BATCH_KEYS, pretraining_loss  # noqa: E402
 
 VOCAB, BATCH, SEQ_LEN, PRED = 30522, 32, 128, 20  # V, B, m, p
 DROPOUT = 0.1  # BERT's and bertnb.pretrain's default; the same in both models (hidden and attention dropout)
@@ -53,6 +54,7 @@ ADAMW = dict(lr=1e-4, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01)
 
 TRAIN_CONFIGS = {"2x128": (2, 128, 2, 512), "4x256": (4, 256, 4, 1024)}  # name -> (layers, hidden, heads, ffn)
 MINILM = (6, 384, 12, 1536)
+LOSS_KEYS = ("tokens", "segments", "valid_lens", "pred_positions", "mlm_labels", "mlm_weights", "nsp_labels")
 TARGETS = {"4x256": 3.5}  # HF / ours, train step, same optimizer: the course's promise on 2 cores
 INFERENCE_TARGET = 0.97  # HF / ours: ours not slower
 
@@ -129,28 +131,30 @@ def make_batch(vocab=VOCAB, B=BATCH, m=SEQ_LEN, p=PRED, seed=1, short_prob=0.1, 
 # `make_optimizer` gives both models the same AdamW.
 
 
-def ours_loss(model, batch):
-    """MLM + NSP as bertnb.train.train_step computes them: `BertForPreTraining.losses`, which runs the last layer
-    and the MLM head only at the positions the losses read (<cls> and the p predicted ones)."""
-    mlm, nsp = model.losses(**{key: batch[key] for key in BATCH_KEYS})
+def ours_loss(model, batch, **switches):
+    """MLM + NSP as bertnb.train.train_step computes them: `bertnb.fastpath.pretraining_losses`. `switches`
+    (cheap_dropout, last_layer_at_read_positions, fused_loss: all True by default) turn one speed-up off."""
+    mlm, nsp = pretraining_losses(model, **{key: batch[key] for key in LOSS_KEYS}, **switches)
     return mlm + nsp
 
 
 def ours_loss_torch_dropout(model, batch):
-    """The ablation row for the dropout mask: `ours_loss` with torch's dropout (one 64-bit random draw per
-    element) in place of bertnb.model.dropout (two per draw). Attention keeps its explicit path, which is what
-    SDPA runs with dropout on the CPU. Swapped for the forward only: the backward reuses the saved masks."""
-    cheap = bertnb_model.dropout
-    bertnb_model.dropout = lambda X, p, training=True: F.dropout(X, p, training)
-    try:
-        return ours_loss(model, batch)
-    finally:
-        bertnb_model.dropout = cheap
+    """Ablation: torch's dropout mask (one 64-bit random draw per element) instead of the fast path's."""
+    return ours_loss(model, batch, cheap_dropout=False)
 
 
-def ours_loss_chapters(model, batch):
-    """The ablation row: the full forward (every position through every layer, the MLM head on the p gathered
-    positions) and bertnb.train.mlm_loss (F.cross_entropy), as the chapters write it."""
+def ours_loss_full_last_layer(model, batch):
+    """Ablation: the last encoder layer at all m positions, not only at the 1 + p the losses read."""
+    return ours_loss(model, batch, last_layer_at_read_positions=False)
+
+
+def ours_loss_unfused(model, batch):
+    """Ablation: F.linear to the [B, p, V] logits, then bertnb.losses.mlm_loss (F.cross_entropy)."""
+    return ours_loss(model, batch, fused_loss=False)
+
+
+def ours_loss_plain(model, batch):
+    """Ablation: the plain model's forward (nn.Dropout, SDPA) and the chapters' losses, none of the three."""
     return pretraining_loss(model, batch)["loss"]
 
 
@@ -292,9 +296,10 @@ def bench_train(name, dims, reps, warmup, bf16: bool, dropout=DROPOUT, extra_dro
         "HF, AdamW (torch default)": ("HF", hf, hf_loss, opt["HF", False], None),
         "ours, fused AdamW": ("ours", ours, ours_loss, opt["ours", True], None),
         "HF, fused AdamW": ("HF", hf, hf_loss, opt["HF", True], None),
-        "ours, fused AdamW, full forward + F.cross_entropy": ("ours", ours, ours_loss_chapters, opt["ours", True],
-                                                              None),
+        "ours, fused AdamW, last layer at all m": ("ours", ours, ours_loss_full_last_layer, opt["ours", True], None),
+        "ours, fused AdamW, unfused MLM loss": ("ours", ours, ours_loss_unfused, opt["ours", True], None),
         "ours, fused AdamW, torch's dropout mask": ("ours", ours, ours_loss_torch_dropout, opt["ours", True], None),
+        "ours, fused AdamW, plain model + chapters' losses": ("ours", ours, ours_loss_plain, opt["ours", True], None),
     }
     if bf16:
         variants["ours, fused AdamW, bf16 autocast"] = ("ours", ours, ours_loss, opt["ours", True], torch.bfloat16)
@@ -389,10 +394,14 @@ def ratios(rows):
         ("HF, fused AdamW", "ours, fused AdamW", "HF / ours, same optimizer: fused AdamW"),
         ("HF, AdamW (torch default)", "ours, fused AdamW",
          "HF torch-default AdamW / ours fused AdamW (our optimizer choice counted as our speed)"),
-        ("ours, fused AdamW, full forward + F.cross_entropy", "ours, fused AdamW",
-         "ours: full forward + F.cross_entropy / `losses` (what computing only what the losses read gives)"),
+        ("ours, fused AdamW, last layer at all m", "ours, fused AdamW",
+         "ours: last layer at all m / at the read positions (what the last layer at 1 + p positions gives)"),
+        ("ours, fused AdamW, unfused MLM loss", "ours, fused AdamW",
+         "ours: F.linear + F.cross_entropy / fused MLM loss (what the fused loss gives)"),
         ("ours, fused AdamW, torch's dropout mask", "ours, fused AdamW",
-         "ours: torch's dropout mask / bertnb.model.dropout (what the cheaper mask gives)"),
+         "ours: torch's dropout mask / the cheaper mask (what the cheaper mask gives)"),
+        ("ours, fused AdamW, plain model + chapters' losses", "ours, fused AdamW",
+         "ours: plain model + chapters' losses / fast path (what bertnb.fastpath gives in all)"),
         ("ours, AdamW (torch default)", "ours, fused AdamW", "ours: torch default / fused AdamW"),
         ("HF, fused AdamW, bf16 autocast", "ours, fused AdamW, bf16 autocast", "HF / ours, bf16 autocast, fused AdamW"),
         ("ours, fused AdamW", "ours, fused AdamW, bf16 autocast", "ours: float32 / bf16 autocast"),
@@ -471,7 +480,7 @@ def main(argv=None):
         print(f"- {key}: {value}")
     print(f"- setup: V = {VOCAB}, B = {BATCH}, m = {SEQ_LEN}, p = {PRED}, float32, dropout {args.dropout} in both, "
           f"attention: HF SDPA (with dropout on the CPU, its math path), ours the same computation written out; "
-          f"ours computes the losses as bertnb.train.train_step (BertForPreTraining.losses); "
+          f"ours computes the losses as bertnb.train.train_step (bertnb.fastpath.pretraining_losses); "
           f"AdamW {ADAMW} (no decay on biases/LayerNorm) in both; "
           f"medians of {reps} interleaved repetitions after {warmup} warm-up; memory allocator: {malloc_note}")
     if not bf16:

@@ -37,16 +37,43 @@ def test_the_two_batch_forms_say_the_same(bench):
     assert batch["valid_lens"][-1] < m  # at least one padded row, so both padding masks are exercised
 
 
-def test_ablation_rows_compute_the_same_loss(bench):
-    """The ablation rows change how ours computes, not what: the same loss with dropout off."""
-    import bertnb.model
+ABLATIONS = ("ours_loss_full_last_layer", "ours_loss_unfused", "ours_loss_torch_dropout", "ours_loss_plain")
 
-    ours, _ = bench.make_pretraining_pair(2, 32, 2, 64, vocab=200)
-    ours.eval()
+
+def test_ablation_rows_compute_the_same_loss_and_gradients(bench):
+    """The ablation rows change how ours computes, not what: in training mode with dropout 0 (the training code
+    runs, deterministically), the same loss and the same gradients as the timed row."""
+    ours, _ = bench.make_pretraining_pair(2, 32, 2, 64, vocab=200, dropout=0.0)
+    assert ours.training
     batch = bench.make_batch(vocab=200, B=4, m=24, p=5)
-    cheap = bertnb.model.dropout
+    params = list(ours.parameters())
+    loss = bench.ours_loss(ours, batch)
+    grads = torch.autograd.grad(loss, params)
+    for name in ABLATIONS:
+        other = getattr(bench, name)(ours, batch)
+        torch.testing.assert_close(other, loss, atol=1e-5, rtol=0, msg=name)
+        for grad, other_grad in zip(grads, torch.autograd.grad(other, params)):
+            torch.testing.assert_close(other_grad, grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_dropout_rows_differ_only_in_whose_mask_they_draw(bench, monkeypatch):
+    """Training mode, dropout 0.1: the timed row draws our mask, the ablation row torch's (it still runs when
+    ours is made to fail), and both really drop (the loss moves away from the eval-mode loss)."""
+    from bertnb import fastpath
+
+    ours, _ = bench.make_pretraining_pair(2, 32, 2, 64, vocab=200, dropout=0.1)
+    batch = bench.make_batch(vocab=200, B=4, m=24, p=5)
     with torch.no_grad():
-        loss = bench.ours_loss(ours, batch)
-        torch.testing.assert_close(bench.ours_loss_chapters(ours, batch), loss, atol=1e-5, rtol=0)
-        torch.testing.assert_close(bench.ours_loss_torch_dropout(ours, batch), loss, atol=1e-5, rtol=0)
-    assert bertnb.model.dropout is cheap  # the swap is undone
+        ours.eval()
+        eval_loss = bench.ours_loss(ours, batch)
+        ours.train()
+        for row in (bench.ours_loss, bench.ours_loss_torch_dropout):
+            assert abs(row(ours, batch) - eval_loss) > 1e-4, row.__name__
+
+        def no_cheap_mask(*args, **kwargs):
+            raise AssertionError("the cheap mask was drawn")
+
+        monkeypatch.setattr(fastpath, "dropout_keep_mask", no_cheap_mask)
+        bench.ours_loss_torch_dropout(ours, batch)  # torch's masks only
+        with pytest.raises(AssertionError, match="cheap mask"):
+            bench.ours_loss(ours, batch)
