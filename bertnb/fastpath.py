@@ -34,7 +34,8 @@ def dropout_keep_mask(shape, p: float, device=None, generator=None):
     """A boolean mask of `shape`: each entry independently True (keep) with probability 1 - p.
 
     One 64-bit random draw holds two independent 32-bit numbers; an entry is kept when its 32-bit number is
-    at least p * 2^32, so p is honoured to 2^-32 (torch's CPU dropout draws a float: 2^-24).
+    at least p * 2^32, so p is honoured to 2^-32 (torch's CPU dropout draws a float: 2^-24). Going further,
+    chapter 07.
     """
     check_float("dropout probability p", p, low=0.0, high=1.0, high_open=True)
     n = math.prod(shape)
@@ -46,7 +47,8 @@ def dropout_keep_mask(shape, p: float, device=None, generator=None):
 
 def dropout(X, p: float, training: bool = True):
     """Inverted dropout with `dropout_keep_mask`: zero each entry with probability p, scale the rest by
-    1 / (1 - p). The same distribution as F.dropout; on a GPU it is F.dropout (which has a fused kernel)."""
+    1 / (1 - p). The same distribution as F.dropout; on a GPU it is F.dropout (which has a fused kernel).
+    Going further, chapter 07."""
     if not training or p == 0.0:
         return X
     if X.device.type != "cpu":
@@ -57,7 +59,8 @@ def dropout(X, p: float, training: bool = True):
 
 
 def apply_dropout(X, module, cheap: bool):
-    """The model's nn.Dropout `module` (its p, its train/eval mode) applied to X, with our mask if `cheap`."""
+    """The model's nn.Dropout `module` (its p, its train/eval mode) applied to X, with our mask if `cheap`.
+    Going further, chapter 07."""
     if cheap:
         return dropout(X, module.p, module.training)
     return module(X)
@@ -72,7 +75,8 @@ def self_attention(attention, X, valid_lens, cheap_dropout: bool, query_position
     `query_positions` [B, q] (all m when None); keys and values from all m positions.
 
     With dropout on the CPU, SDPA has no fused kernel and runs softmax(QK^T/sqrt(d))V written out inside,
-    with torch's mask; we run the same computation with `attention_with_weights` and our mask.
+    with torch's mask; we run the same computation with `attention_with_weights` and our mask. Going further,
+    chapter 07.
     """
     queries = X if query_positions is None else gather_positions(X, query_positions)  # [B, q, n]
     Q = attention.split_heads(attention.W_q(queries))  # [B, h, q, d]
@@ -88,7 +92,8 @@ def self_attention(attention, X, valid_lens, cheap_dropout: bool, query_position
 
 
 def encoder_layer(layer, X, valid_lens, cheap_dropout: bool, query_positions=None):
-    """`layer` (a model.EncoderLayer) on X [B, m, n] -> [B, q, n], computed only at `query_positions`."""
+    """`layer` (a model.EncoderLayer) on X [B, m, n] -> [B, q, n], computed only at `query_positions`.
+    Going further, chapter 07."""
     Y = self_attention(layer.attention, X, valid_lens, cheap_dropout, query_positions)  # [B, q, n]
     if query_positions is not None:
         X = gather_positions(X, query_positions)  # [B, q, n]: the residual stream where the output is wanted
@@ -102,6 +107,7 @@ def encode_at(bert, tokens, segments, valid_lens, read_positions, cheap_dropout:
 
     Every layer but the last runs at all m positions (the last one's keys and values need them all); the last
     runs only at read_positions, unless `last_layer_at_read_positions` is False (then all m, gathered after).
+    Going further, chapter 07.
     """
     embeddings = bert.embeddings
     m = tokens.shape[1]
@@ -166,6 +172,7 @@ def decoder_cross_entropy(H, weight, bias, mlm_labels, mlm_weights=None):
 
     The same value and gradients as `bertnb.losses.mlm_loss(F.linear(H, weight, bias), ...)`, the weighted
     mean sum(w * CE) / max(sum(w), 1), without storing the logits. Its backward runs once (no retain_graph).
+    Going further, chapter 07.
     """
     n = H.shape[-1]
     labels = mlm_labels.reshape(-1)  # [R]
@@ -187,7 +194,7 @@ def pretraining_losses(model, tokens, segments, valid_lens, pred_positions, mlm_
     the values and gradients of `bertnb.losses.pretraining_loss`, computed faster (see the module's docstring).
 
     Dropout runs where the model is in training mode. The keyword switches turn each speed-up off, one at a
-    time, for the benchmark's ablation rows.
+    time, for the benchmark's ablation rows. Going further, chapter 07 (what `bertnb.train.train_step` runs).
     """
     if not exporting():  # the same checks as the model's forward, with the same names
         check_model_inputs(model.cfg, tokens, segments, valid_lens)

@@ -85,13 +85,15 @@ def check_choice(name: str, value, choices):
 
 
 def exporting() -> bool:
-    """True while torch.export (or torch.onnx's exporter) traces the model."""
+    """True while torch.export (or torch.onnx's exporter) traces the model. Package plumbing (chapter 10
+    exports the model)."""
     is_exporting = getattr(torch.compiler, "is_exporting", None)  # absent in older torch
     return bool(is_exporting and is_exporting())
 
 
 def check_integer_tensor(name: str, value, shape_text: str) -> None:
-    """`value` must be a tensor of integers (ids or positions); shape_text such as '[B, m]' goes in the message."""
+    """`value` must be a tensor of integers (ids or positions); shape_text such as '[B, m]' goes in the message.
+    Package plumbing, not built in a chapter."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor {shape_text}, got {type(value).__name__}")
     if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
@@ -99,7 +101,8 @@ def check_integer_tensor(name: str, value, shape_text: str) -> None:
 
 
 def check_values_in_range(what: str, value, low: int, high: int, allowed: str) -> None:
-    """Every entry of the tensor `value` must lie in [low, high]; the message names the first offender."""
+    """Every entry of the tensor `value` must lie in [low, high]; the message names the first offender.
+    Package plumbing, not built in a chapter."""
     smallest, largest = int(value.min()), int(value.max())
     if smallest < low or largest > high:
         bad = smallest if smallest < low else largest
@@ -109,7 +112,8 @@ def check_values_in_range(what: str, value, low: int, high: int, allowed: str) -
 def check_model_inputs(cfg, tokens, segments=None, valid_lens=None) -> None:
     """tokens [B, m] ids in [0, V), segments [B, m] in [0, type_vocab_size), valid_lens [B] in [1, m].
 
-    `cfg` is the model's BertConfig. Called by `BertModel.forward` (chapter 04) before any computation.
+    `cfg` is the model's BertConfig. Package plumbing, not built in a chapter: `BertModel.forward` (chapter 04)
+    calls it before any computation.
     """
     check_integer_tensor("tokens", tokens, "of token ids [B, m]")
     if tokens.dim() != 2:
@@ -134,7 +138,8 @@ def check_model_inputs(cfg, tokens, segments=None, valid_lens=None) -> None:
 def check_pred_positions(pred_positions, tokens) -> None:
     """pred_positions [B, p] must index the m positions of tokens [B, m]: integers in [0, m - 1].
 
-    Called wherever pred_positions are passed (BertForPreTraining, chapter 06; the fast path).
+    Package plumbing, not built in a chapter: called wherever pred_positions are passed (BertForPreTraining,
+    chapter 06; bertnb.fastpath).
     """
     B, m = tokens.shape
     check_integer_tensor("pred_positions", pred_positions, "[B, p]")
