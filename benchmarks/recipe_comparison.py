@@ -33,17 +33,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from bertnb.data import build_pretraining_data  # noqa: E402
+from bertnb.data import batch_indices, build_pretraining_data, make_batch  # noqa: E402
 from bertnb.model import BertConfig, BertForPreTraining  # noqa: E402
-from bertnb.pretrain import DEFAULTS  # noqa: E402
-from bertnb.train import (batch_indices, interleaved_seconds, make_batch, make_optimizer,  # noqa: E402
-                          pretrain, train_step)
+from bertnb.pretrain import PretrainConfig, pretrain  # noqa: E402
+from bertnb.timing import interleaved_seconds  # noqa: E402
+from bertnb.train import make_optimizer, train_step  # noqa: E402
+
+DEFAULTS = PretrainConfig()  # the course's small config
 
 # name -> (architecture overrides, training settings)
 VARIANTS = {
     "ours": ({}, dict(lr=1e-3, weight_decay=0.01, clip_norm=1.0, schedule="warmup-linear")),
     "d2l arch, d2l opt": (dict(activation="relu", embedding_norm=False),
-                          dict(lr=1e-2, weight_decay=0.0, clip_norm=float("inf"), schedule="constant")),
+                          dict(lr=1e-2, weight_decay=0.0, clip_norm=1e6, schedule="constant")),  # 1e6: no clipping
     "d2l arch, our opt": (dict(activation="relu", embedding_norm=False),
                           dict(lr=1e-3, weight_decay=0.01, clip_norm=1.0, schedule="warmup-linear")),
 }
@@ -51,16 +53,13 @@ VARIANTS = {
 
 def make_model(vocab_size: int, seed: int, **overrides) -> BertForPreTraining:
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=DEFAULTS["hidden"], num_layers=DEFAULTS["layers"],
-                     num_heads=DEFAULTS["heads"], ffn_size=DEFAULTS["ffn"], max_len=DEFAULTS["max_len"],
-                     dropout=DEFAULTS["dropout"], **overrides)
-    return BertForPreTraining(cfg)
+    return BertForPreTraining(BertConfig(**{**vars(DEFAULTS.model_config(vocab_size)), **overrides}))
 
 
 def seconds_per_step(train_data, vocab_size: int, rounds: int = 4) -> dict:
     """Median seconds per train step of each variant, timed interleaved so background load hits all alike."""
     batches = [make_batch(train_data, idx, epoch) for epoch, idx in
-               (batch_indices(len(train_data), DEFAULTS["batch_size"], 0, s) for s in range(rounds))]
+               (batch_indices(len(train_data), DEFAULTS.batch_size, 0, s) for s in range(rounds))]
     trials = {}
     for name, (arch, opt) in VARIANTS.items():
         model = make_model(vocab_size, 0, **arch)
@@ -93,7 +92,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     train_data, heldout_data, tokenizer = build_pretraining_data(
-        "python-docs", max_len=DEFAULTS["max_len"], max_pred=DEFAULTS["max_pred"])
+        "python-docs", max_len=DEFAULTS.max_len, max_pred=DEFAULTS.max_pred)
     V = len(tokenizer)
     step_seconds = seconds_per_step(train_data, V)
     steps = {name: max(1, int(args.minutes * 60 / s)) for name, s in step_seconds.items()}
@@ -106,10 +105,9 @@ def main(argv=None) -> dict:
         for name, (arch, opt) in VARIANTS.items():
             model = make_model(V, seed, **arch)
             start = time.perf_counter()
-            out = pretrain(model, train_data, heldout_data, total_steps=steps[name],
-                           batch_size=DEFAULTS["batch_size"], seed=seed, eval_every=steps[name],
-                           eval_examples=DEFAULTS["eval_examples"], init_mlm_bias=args.init_mlm_bias,
-                           progress=False, verbose=False, **opt)
+            cfg = PretrainConfig(total_steps=steps[name], seed=seed, eval_every=steps[name],
+                                 init_mlm_bias=args.init_mlm_bias, **opt)
+            out = pretrain(model, train_data, heldout_data, cfg, progress=False, verbose=False)
             baselines = out["baselines"]
             results[name].append({"seed": seed, "seconds": time.perf_counter() - start, **out["final"]})
             f = out["final"]

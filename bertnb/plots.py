@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 
 def heatmap(matrix, xlabels=None, ylabels=None, title="", ax=None, cmap="viridis", colorbar=True,
@@ -135,3 +136,165 @@ def shares_vs_targets(shares, targets=None, ax=None, title="", ylabel="share"):
     ax.set_ylabel(f"{ylabel} (%)")
     ax.set_title(title)
     return ax
+
+
+# --------------------------------------------------------------------------------------------------------
+# A live loss plot for notebooks
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None  # Jupyter and Colab kernels
+
+
+def _moving_average(values: list[float], window: int) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or window < 2:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    out = np.empty_like(values)
+    for i in range(len(values)):  # the mean of the last `window` values (fewer at the start)
+        lo = max(0, i + 1 - window)
+        out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
+    return out
+
+
+class LiveLossPlot:
+    """A training callback (`bertnb.train.fit`) that redraws one small figure in the notebook while training
+    runs. Built in chapter 07.
+
+    Left: the training MLM loss per step (faint) and its moving average, the held-out MLM loss at each
+    evaluation, and the unigram entropy a context-blind model would score. Right: held-out MLM and NSP
+    accuracy against their trivial baselines. Redrawn every `every` steps, after each evaluation and at the
+    end, in place (`display(..., display_id=True)` then `handle.update(fig)`). Outside a notebook kernel it
+    does nothing; `figure()` still draws the current state (e.g. to save it).
+    """
+
+    def __init__(self, every: int = 10, figsize=(8.0, 2.8), dpi: int = 100, smoothing: int = 20):
+        self.every, self.figsize, self.dpi, self.smoothing = every, figsize, dpi, smoothing
+        self.enabled = _in_notebook()
+        self.last_event = None
+        self._handle = None
+
+    def __call__(self, event: dict) -> None:
+        self.last_event = event
+        if not self.enabled:
+            return
+        if event["event"] == "step" and event["step"] % self.every:
+            return
+        import io
+
+        from IPython.display import Image, display
+
+        buffer = io.BytesIO()  # a PNG made here, so it shows whatever matplotlib backend the kernel has
+        self.figure().savefig(buffer, format="png")
+        image = Image(data=buffer.getvalue(), format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+    def figure(self, event: dict | None = None):
+        """Draw the state of `event` (default: the last one received) on a new matplotlib Figure."""
+        from matplotlib.figure import Figure
+
+        event = event or self.last_event
+        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout="constrained")
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        if event is None:
+            return fig
+        total, losses, history, base = event["total_steps"], event["losses"], event["history"], event.get("baselines")
+        steps = [r["step"] for r in losses]
+        if losses:
+            values = [r["mlm_loss"] for r in losses]
+            ax_loss.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax_loss.plot(steps, _moving_average(values, self.smoothing), color="tab:blue",
+                         label="train MLM loss")
+        if history:
+            ax_loss.plot([h["step"] for h in history], [h["mlm_loss"] for h in history], "o-", color="black",
+                         markersize=3, label="held-out MLM loss")
+        if base:
+            ax_loss.axhline(base["mlm_unigram_entropy"], color="black", linestyle=":", linewidth=1,
+                            label="unigram entropy")
+        ax_loss.set(xlim=(0, total), xlabel="step", ylabel="nats per masked token", title="MLM loss")
+        ax_loss.legend(fontsize=7, loc="upper right")
+
+        if history:
+            hs = [h["step"] for h in history]
+            ax_acc.plot(hs, [h["mlm_accuracy"] for h in history], "o-", color="tab:orange", markersize=3,
+                        label="MLM (held-out)")
+            ax_acc.plot(hs, [h["nsp_accuracy"] for h in history], "o-", color="tab:green", markersize=3,
+                        label="NSP (held-out)")
+        if base:
+            ax_acc.axhline(base["mlm_most_frequent_heldout_accuracy"], color="tab:orange", linestyle=":",
+                           linewidth=1, label="MLM: most frequent token")
+            ax_acc.axhline(base["nsp_accuracy"], color="tab:green", linestyle=":", linewidth=1,
+                           label="NSP: chance")
+        ax_acc.set(xlim=(0, total), xlabel="step", ylabel="accuracy", title="held-out accuracy")
+        ax_acc.legend(fontsize=7, loc="upper left")
+        return fig
+
+
+# --------------------------------------------------------------------------------------------------------
+# Fine-tuning (chapter 08)
+
+
+def confusion_matrix_plot(confusion, label_names, ax=None, title="confusion matrix"):
+    """A [C, C] confusion matrix (rows: true class, columns: predicted) as a labelled heatmap, each cell
+    showing its count; the colour is the share of its row, so a small class's errors show as clearly as a
+    large one's. Built in chapter 08."""
+    counts = np.asarray(confusion, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    if ax is None:
+        size = 1.2 + 0.45 * len(label_names)
+        _, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), count in np.ndenumerate(counts):
+        ax.text(col, row, f"{count:.0f}", ha="center", va="center", fontsize=7,
+                color="white" if shares[row, col] > 0.6 else "black")
+    ticks = range(len(label_names))
+    ax.set_xticks(ticks, label_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, label_names, fontsize=8)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    return ax
+
+
+class FineTuningLivePlot(LiveLossPlot):
+    """LiveLossPlot's live redrawing, for fine-tuning: the training loss (per step, faint, and its moving
+    average) and the dev accuracy and macro-F1 at each evaluation, against `baseline` (e.g. the majority
+    class's dev accuracy). Built in chapter 08."""
+
+    def __init__(self, baseline: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.baseline = baseline or {}
+
+    def figure(self, event: dict | None = None):
+        from matplotlib.figure import Figure
+
+        event = event or self.last_event
+        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout="constrained")
+        ax_loss, ax_dev = fig.subplots(1, 2)
+        if event is None:
+            return fig
+        losses, history, total = event["losses"], event["history"], event["total_steps"]
+        if losses:
+            steps, values = [r["step"] for r in losses], [r["loss"] for r in losses]
+            ax_loss.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax_loss.plot(steps, _moving_average(values, self.smoothing), color="tab:blue", label="train loss")
+            ax_loss.legend(fontsize=7, loc="upper right")
+        ax_loss.set(xlim=(0, total), xlabel="step", ylabel="cross-entropy (nats)", title="training loss")
+        for key, color in (("dev_accuracy", "tab:orange"), ("dev_macro_f1", "tab:green")):
+            if history:
+                ax_dev.plot([h["step"] for h in history], [h[key] for h in history], "o-", color=color,
+                            markersize=3, label=key.replace("_", " "))
+        for (name, value), style in zip(self.baseline.items(), (":", "--")):
+            ax_dev.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
+        ax_dev.set(xlim=(0, total), ylim=(0, 1), xlabel="step", ylabel="score", title="dev set")
+        if history or self.baseline:
+            ax_dev.legend(fontsize=7, loc="lower right")
+        return fig

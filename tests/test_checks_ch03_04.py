@@ -1,13 +1,13 @@
 """Chapters 03 and 04: the exercise checks accept the reference solutions (kept here, not in the notebooks),
 reject wrong answers with a message, and report an unsolved stub as "not solved yet" without raising.
-Also the batch helper the chapters use, `bertnb.inspect.encode_batch`."""
+Also the batch helper the chapters use, `bertnb.batching.encode_batch`."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bertnb.checks import ch03, ch04
-from bertnb.inspect import encode_batch, tokens_of
+from bertnb.batching import encode_batch, tokens_of
 from bertnb.tokenization import BertTokenizer
 
 
@@ -231,7 +231,7 @@ def test_unsolved_stub_says_not_solved(check, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# bertnb.inspect.encode_batch
+# bertnb.batching.encode_batch
 
 
 @pytest.fixture(scope="module")

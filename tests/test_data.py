@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 import torch
 
-from bertnb import data
+from bertnb import corpus, data
 from bertnb.data import (IS_NEXT, NOT_NEXT, NspExample, PretrainingDataset, SpecialTokens, build_char_vocab,
                          collate, make_nsp_examples, mask_tokens, num_predictions, split_documents)
 from bertnb.tokenization import BertTokenizer
-from bertnb.train import mlm_loss
+from bertnb.losses import mlm_loss
 
 # A small made-up vocabulary layout: specials 0..4 (the Chinese character vocab's order), the rest ordinary.
 PAD, UNK, CLS, SEP, MASK = range(5)
@@ -343,7 +343,7 @@ def test_mlm_loss_ignores_padded_slots():
 def test_english_sentence_splitter():
     text = ("Use os.path.join (e.g. for paths) in Python 3.11. It returns a str. Call x.y() i.e. A method! "
             "Really? \"Yes.\" Done.")
-    assert data.split_english_sentences(text) == [
+    assert corpus.split_english_sentences(text) == [
         "Use os.path.join (e.g. for paths) in Python 3.11.", "It returns a str.", "Call x.y() i.e. A method!",
         "Really?", "\"Yes.\"", "Done."]
 
@@ -352,40 +352,40 @@ def test_english_paragraphs_drop_code_and_doctests():
     text = ("Title\n*****\n\nThe first sentence is here. The second one follows it.\n\n"
             "   for x in range(3):\n       print(x)\n\n>>> 1 + 1\n2\n\n   rule ::= \"a\" | \"b\"\n\n"
             "   An indented description reads like prose.\n")
-    assert data.english_sentences(text) == ["The first sentence is here.", "The second one follows it.",
+    assert corpus.english_sentences(text) == ["The first sentence is here.", "The second one follows it.",
                                             "An indented description reads like prose."]
 
 
 def test_frozen_english_corpus_matches_its_checksum(tmp_path):
-    metadata = data.english_corpus_metadata()
-    assert data._sha256(data.ENGLISH_CORPUS_FILE) == metadata["sha256"]
-    docs = data.load_english_corpus()
+    metadata = corpus.english_corpus_metadata()
+    assert corpus._sha256(corpus.ENGLISH_CORPUS_FILE) == metadata["sha256"]
+    docs = corpus.load_english_corpus()
     assert len(docs) >= 70 and len(docs) == metadata["documents"]
     assert sum(len(doc) for doc in docs) == metadata["sentences"]
     assert sum(len(s) for doc in docs for s in doc) == metadata["characters"]
-    assert metadata["command"] == "python -m bertnb.data freeze-english" and metadata["python_version"]
-    assert data.ENGLISH_CORPUS_FILE.stat().st_size < 3_000_000
+    assert metadata["command"] == "python -m bertnb.corpus freeze-english" and metadata["python_version"]
+    assert corpus.ENGLISH_CORPUS_FILE.stat().st_size < 3_000_000
     assert all(len(doc) >= 2 for doc in docs)
     sentences = [s for doc in docs for s in doc]
     assert not any(s.startswith(">>>") for s in sentences)
     assert len(set(sentences)) == len(sentences)  # deduplicated
     # a changed file is refused
-    corpus, meta = tmp_path / "python_docs.jsonl", tmp_path / "python_docs.json"
-    shutil.copy(data.ENGLISH_METADATA_FILE, meta)
-    corpus.write_bytes(data.ENGLISH_CORPUS_FILE.read_bytes().replace(b"Python", b"Pithon", 1))
+    changed, meta = tmp_path / "python_docs.jsonl", tmp_path / "python_docs.json"
+    shutil.copy(corpus.ENGLISH_METADATA_FILE, meta)
+    changed.write_bytes(corpus.ENGLISH_CORPUS_FILE.read_bytes().replace(b"Python", b"Pithon", 1))
     with pytest.raises(ValueError, match="does not match its checksum"):
-        data._load_english_documents_cached(str(corpus), str(meta))
+        corpus._load_english_documents_cached(str(changed), str(meta))
 
 
 def test_frozen_english_corpus_format():
-    with open(data.ENGLISH_CORPUS_FILE, encoding="utf-8") as f:
+    with open(corpus.ENGLISH_CORPUS_FILE, encoding="utf-8") as f:
         first = json.loads(f.readline())
     assert first["id"].startswith("reference:") and isinstance(first["sentences"], list)
 
 
 @pytest.fixture(scope="module")
 def chinese_docs():
-    return data.load_chinese_corpus()
+    return corpus.load_chinese_corpus()
 
 
 def test_chinese_corpus_loads_without_tags(chinese_docs):
@@ -398,10 +398,10 @@ def test_chinese_corpus_loads_without_tags(chinese_docs):
 
 
 def test_chinese_sentences_and_articles():
-    assert data.split_chinese_sentences("他说：“好。”我们走吧！真的？好") == ["他说：“好。”", "我们走吧！", "真的？", "好"]
-    assert data.strip_pos_tags("迈向/v  充满/v  希望/n") == "迈向充满希望"
+    assert corpus.split_chinese_sentences("他说：“好。”我们走吧！真的？好") == ["他说：“好。”", "我们走吧！", "真的？", "好"]
+    assert corpus.strip_pos_tags("迈向/v  充满/v  希望/n") == "迈向充满希望"
     lines = ["标题一", "副标题", "正文第一句。", "（新华社记者摄）", "正文第二句。", "标题二", "正文。"]
-    assert data.group_chinese_articles(lines) == [lines[:5], lines[5:]]
+    assert corpus.group_chinese_articles(lines) == [lines[:5], lines[5:]]
 
 
 def test_split_documents_is_disjoint_and_deterministic():

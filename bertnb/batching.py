@@ -1,4 +1,4 @@
-"""Helpers for looking at a model on real text: turn a few sentences into one padded batch.
+"""Turn a few sentences into one padded batch, to look at a model on real text. Built in chapter 03.
 
 `encode_batch` is what the chapters use to feed MiniLM (or a model of their own) a handful of sentences:
 token ids padded to the longest one, segment ids, and `valid_lens`, the number of real tokens per row,
