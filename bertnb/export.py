@@ -248,7 +248,7 @@ def onnx_graph_dot(path, max_nodes: int = 120) -> str:
     graph = onnx.load(str(path), load_external_data=False).graph
     nodes = list(graph.node)[:max_nodes]
     made_by = {}  # tensor name -> id of the node (or graph input) that produces it
-    lines = ['digraph onnx {', 'rankdir="TB"; node [fontname="Helvetica", fontsize=10];']
+    lines = ['digraph onnx {', 'rankdir="TB"; ranksep=0.25; nodesep=0.2; node [fontname="Helvetica", fontsize=10, height=0.3];']
     for value in graph.input:
         made_by[value.name] = f"in_{value.name}"
         lines.append(f'"in_{value.name}" [label="{value.name}", shape=ellipse, style=filled, fillcolor="#cde4ff"];')
