@@ -19,8 +19,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_INDEX) -r requirements.txt
 	touch $@
 
+# As root (containers, cloud VMs) JupyterLab refuses to start without --allow-root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: setup
-	$(PY) -m jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+	$(PY) -m jupyter lab --ip=127.0.0.1 --no-browser $(ALLOW_ROOT) notebooks/
 
 test: setup
 	$(TEST_ENV) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -q

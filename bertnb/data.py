@@ -28,6 +28,7 @@ import torch
 
 from bertnb.corpus import CORPORA, Document, load_chinese_corpus, load_english_corpus
 from bertnb.tokenization import SPECIAL_TOKENS, BertTokenizer, basic_tokenize
+from bertnb.validation import check_float, check_int
 
 # bert-base-uncased's (and MiniLM's) [MASK] id: the default of `mask_tokens`, so the course's short call
 # `mask_tokens(tokens, special_ids, vocab_size, max_pred, rng)` works with the English vocabulary. Any other
@@ -43,11 +44,10 @@ def split_documents(docs: list, held_out_fraction: float = 0.1, seed: int = 0) -
     Splitting by document, not by sentence or example, keeps every held-out sentence (and every NSP pair
     built from it) unseen in training. Deterministic: the same docs, fraction and seed give the same split.
     Both parts keep the corpus order. Returns (train_docs, heldout_docs).
+    Built in chapter 06.
     """
-    if not 0.0 <= held_out_fraction < 1.0:
-        raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
-    if not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    check_float("held_out_fraction", held_out_fraction, 0, 1, high_open=True)
+    check_int("seed", seed)
     indices = list(range(len(docs)))
     random.Random(seed).shuffle(indices)
     num_held_out = round(len(docs) * held_out_fraction)
@@ -79,11 +79,11 @@ def build_char_vocab(docs: list[Document], min_count: int = 2, max_size: int | N
     piece becomes [UNK]); `max_size` caps the whole list, specials included. Ties in frequency are broken
     alphabetically, so the result is deterministic.
     Use it with `BertTokenizer.from_vocab(vocab, do_lower_case=...)` and the same `do_lower_case`.
+    Built in chapter 06.
     """
-    if not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"min_count must be an int >= 1, got {min_count!r}")
-    if max_size is not None and (not isinstance(max_size, int) or max_size < len(SPECIAL_TOKENS)):
-        raise ValueError(f"max_size must be None or an int >= {len(SPECIAL_TOKENS)}, got {max_size!r}")
+    check_int("min_count", min_count, low=1)
+    if max_size is not None:
+        check_int("max_size", max_size, low=len(SPECIAL_TOKENS))
     counts = Counter()
     for doc in docs:
         for sentence in doc:
@@ -103,7 +103,7 @@ IS_NEXT, NOT_NEXT = 0, 1  # Hugging Face's convention: label 0 = B follows A, 1 
 
 @dataclass
 class NspExample:
-    """One sentence pair, before the specials are added and before masking."""
+    """One sentence pair, before the specials are added and before masking. Built in chapter 06."""
 
     tokens_a: list[int]  # segment A: token ids of one or more consecutive sentences
     tokens_b: list[int]  # segment B: the continuation (IsNext) or text from another document (NotNext)
@@ -117,6 +117,7 @@ def truncate_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int,
 
     As in the original, the token comes off the front or the back at random (a coin per token), so the
     model does not learn that a sequence always ends at a sentence end.
+    Built in chapter 06.
     """
     while len(tokens_a) + len(tokens_b) > max_num_tokens:
         longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
@@ -193,6 +194,7 @@ def make_nsp_examples(docs_as_token_lists: list[list[list[int]]], max_len: int, 
     uniformly chosen document, and the chunk's unused sentences go back to start the next chunk. The pair is
     cut to `max_len - 3` tokens, longer side first, from the front or the back at random.
     Every example packs to at most `max_len` tokens with [CLS] A [SEP] B [SEP].
+    Built in chapter 06.
     """
     if not isinstance(rng, random.Random):
         raise ValueError(f"rng must be a random.Random (for reproducible examples), got {type(rng).__name__}")
@@ -218,10 +220,8 @@ def make_nsp_examples(docs_as_token_lists: list[list[list[int]]], max_len: int, 
 def _check_mask_arguments(tokens, special_ids, vocab_size, max_pred, rng, mask_id):
     if not isinstance(rng, random.Random):
         raise ValueError(f"rng must be a random.Random (for reproducible masks), got {type(rng).__name__}")
-    if not isinstance(max_pred, int) or max_pred < 1:
-        raise ValueError(f"max_pred must be an int >= 1 (the number of prediction slots p), got {max_pred!r}")
-    if not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+    check_int("max_pred", max_pred, low=1)  # p, the number of prediction slots
+    check_int("vocab_size", vocab_size, low=1)
     if len(tokens) == 0:
         raise ValueError("tokens is empty: pass a packed sequence such as [CLS] A [SEP] B [SEP]")
     if not all(isinstance(s, int) for s in special_ids):
@@ -243,6 +243,7 @@ def num_predictions(sequence_length: int, max_pred: int, num_candidates: int | N
 
     `sequence_length` is the packed sequence's length with [CLS]/[SEP] and without padding, as in the
     original. `round` is Python's (halves to even: round(2.5) == 2), as in the original.
+    Built in chapter 05.
     """
     count = min(max_pred, max(1, round(sequence_length * 0.15)))
     return count if num_candidates is None else min(count, num_candidates)
@@ -271,6 +272,7 @@ def mask_tokens(tokens: list[int], special_ids: set[int], vocab_size: int, max_p
       mlm_weights    list[float], max_pred: 1.0 per real prediction, 0.0 per padding slot (the loss must
                      ignore those: see `bertnb.train.mlm_loss`)
     Raises ValueError (with the allowed range) on bad arguments.
+    Built in chapter 05.
     """
     _check_mask_arguments(tokens, special_ids, vocab_size, max_pred, rng, mask_id)
     candidates = [i for i, token in enumerate(tokens) if token not in special_ids]
@@ -306,7 +308,7 @@ def _random_non_special_token(vocab_size: int, special_ids: set[int], rng: rando
 # ========================================================================================================
 @dataclass(frozen=True)
 class SpecialTokens:
-    """What packing and masking need to know about a vocabulary."""
+    """What packing and masking need to know about a vocabulary. Built in chapter 05."""
 
     cls_id: int
     sep_id: int
@@ -322,7 +324,8 @@ class SpecialTokens:
 
 
 def pack_pair(tokens_a: list[int], tokens_b: list[int], cls_id: int, sep_id: int):
-    """[CLS] A [SEP] B [SEP] and its segment ids: 0 for [CLS], A and the first [SEP]; 1 for B and the last."""
+    """[CLS] A [SEP] B [SEP] and its segment ids: 0 for [CLS], A and the first [SEP]; 1 for B and the last.
+    Built in chapter 05."""
     tokens = [cls_id] + tokens_a + [sep_id] + tokens_b + [sep_id]
     segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
     return tokens, segments
@@ -337,6 +340,7 @@ class PretrainingDataset(torch.utils.data.Dataset):
     per process). Call `set_epoch(epoch)` at the start of each epoch; leave a held-out set at epoch 0 so
     its masks, and so its metrics, stay comparable. Use with
     `DataLoader(dataset, batch_size=B, shuffle=True, collate_fn=dataset.collate)`.
+    Built in chapter 05.
     """
 
     def __init__(self, examples: list[NspExample], tokenizer_or_special_tokens, max_len: int, max_pred: int,
@@ -345,8 +349,7 @@ class PretrainingDataset(torch.utils.data.Dataset):
         if not isinstance(special, SpecialTokens):
             special = SpecialTokens.from_tokenizer(special)
         self.special = special
-        if not isinstance(max_pred, int) or max_pred < 1:
-            raise ValueError(f"max_pred must be an int >= 1, got {max_pred!r}")
+        check_int("max_pred", max_pred, low=1)
         longest = max((len(e.tokens_a) + len(e.tokens_b) + 3 for e in examples), default=0)
         if longest > max_len:
             raise ValueError(f"an example packs to {longest} tokens > max_len {max_len}: build the examples "
@@ -384,6 +387,7 @@ def collate(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
     positions get segment 0 and are excluded by `valid_lens` (attention) and by the 0-weight slots (loss).
     Returns tokens [B, m], segments [B, m], valid_lens [B], pred_positions [B, p], mlm_weights [B, p]
     (float32), mlm_labels [B, p], nsp_labels [B]; all int64 except mlm_weights.
+    Built in chapter 05.
     """
     if not batch:
         raise ValueError("collate needs at least one item")
@@ -410,14 +414,15 @@ def collate(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
 # ========================================================================================================
 @functools.lru_cache(maxsize=None)
 def english_tokenizer():
-    """The bert-base-uncased WordPiece tokenizer (MiniLM's vocab.txt, 30,522 tokens), lower-casing."""
+    """The bert-base-uncased WordPiece tokenizer (MiniLM's vocab.txt, 30,522 tokens), lower-casing.
+    Built in chapter 05."""
     from bertnb.pretrained import minilm_path  # the MiniLM package's files are found in one place
 
     return BertTokenizer(str(minilm_path() / "vocab.txt"), do_lower_case=True)
 
 
 def tokenize_documents(docs: list[Document], tokenizer) -> list[list[list[int]]]:
-    """Each sentence -> token ids, once. Sentences that tokenize to nothing are dropped."""
+    """Each sentence -> token ids, once. Sentences that tokenize to nothing are dropped. Built in chapter 05."""
     tokenized = []
     for doc in docs:
         sentences = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(s)) for s in doc]
@@ -451,6 +456,7 @@ def build_pretraining_data(corpus: str = "python-docs", max_len: int = 128, max_
     vocabulary built from the training documents, characters seen at least `min_char_count` times).
     Documents are split first (held out by document), then NSP pairs are made within each part, so a
     NotNext B never comes from the other part. NSP pairs are drawn once (seeded); masks are drawn per epoch.
+    Built in chapter 05.
     """
     if corpus not in CORPORA:
         raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
@@ -479,18 +485,20 @@ def build_pretraining_data(corpus: str = "python-docs", max_len: int = 128, max_
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-    """Full batches per epoch; the last, partial batch is dropped so every step sees B examples."""
+    """Full batches per epoch; the last, partial batch is dropped so every step sees B examples. Built in chapter 07."""
     return max(1, num_examples // batch_size)
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled example order of one epoch, from its own generator: the same on every run and machine."""
+    """The shuffled example order of one epoch, from its own generator: the same on every run and machine.
+    Built in chapter 07."""
     generator = torch.Generator().manual_seed(1_000_000 * seed + epoch)  # distinct per (seed, epoch < 10^6)
     return torch.randperm(num_examples, generator=generator).tolist()
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> tuple[int, list[int]]:
-    """Step s -> (epoch, the example indices of its batch). No state: step s always gets the same batch."""
+    """Step s -> (epoch, the example indices of its batch). No state: step s always gets the same batch.
+    Built in chapter 07."""
     epoch, index = divmod(step, steps_per_epoch(num_examples, batch_size))
     order = epoch_order(num_examples, seed, epoch)
     return epoch, order[index * batch_size:(index + 1) * batch_size]
@@ -498,7 +506,8 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> t
 
 def make_batch(dataset, indices, epoch: int | None = None) -> dict:
     """Collate dataset[i] for i in indices. With `epoch`, switch the dataset's masks first (dynamic masking:
-    `bertnb.data.PretrainingDataset.set_epoch`); a dataset without `set_epoch` keeps its items."""
+    `bertnb.data.PretrainingDataset.set_epoch`); a dataset without `set_epoch` keeps its items.
+    Built in chapter 07."""
     if epoch is not None and hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     collate = getattr(dataset, "collate", None) or torch.utils.data.default_collate
@@ -508,7 +517,8 @@ def make_batch(dataset, indices, epoch: int | None = None) -> dict:
 def heldout_batches(dataset, batch_size: int, max_examples: int | None = None, seed: int = 0) -> list[dict]:
     """The held-out set as a fixed list of batches (its masks stay those of epoch 0, so every evaluation
     scores the same predictions). With `max_examples`, an evenly spread, seeded subset: the first N examples
-    would all come from the first few documents."""
+    would all come from the first few documents.
+    Built in chapter 07."""
     n = len(dataset)
     indices = list(range(n))
     if max_examples is not None and max_examples < n:

@@ -22,6 +22,7 @@ def mask_probabilities(model, tokenizer, text: str, text_b: str | None = None) -
 
     The text is encoded as `[CLS] text [SEP]` (or `[CLS] text [SEP] text_b [SEP]`), cut to the model's
     `max_len`, and run once in eval mode (no dropout); the model's train/eval mode is restored afterwards.
+    Built in chapter 07.
     """
     ids, segments = tokenizer.encode(text, text_b, max_len=model.cfg.max_len)
     positions = [i for i, token in enumerate(ids) if token == tokenizer.mask_id]
@@ -46,6 +47,7 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 3, text_b: str | None = 
     """The `top_k` most probable tokens for each [MASK] in `text`, left to right, with their probabilities.
 
     Returns one list per [MASK]: [(token, probability), ...], most probable first (see `mask_probabilities`).
+    Built in chapter 07.
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
@@ -56,5 +58,6 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 3, text_b: str | None = 
 
 
 def rank_of(probs: torch.Tensor, token_id: int) -> int:
-    """1 + the number of entries more probable than `token_id` in probs [V]: 1 means the model's first guess."""
+    """1 + the number of entries more probable than `token_id` in probs [V]: 1 means the model's first guess.
+    Built in chapter 07."""
     return int((probs > probs[token_id]).sum()) + 1

@@ -17,7 +17,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """"auto" | "cpu" | "cuda" | "mps" (or a torch.device) -> a torch.device that exists on this machine."""
+    """"auto" | "cpu" | "cuda" | "mps" (or a torch.device) -> a torch.device that exists on this machine.
+    Built in chapter 07."""
     if isinstance(name, torch.device):
         return name
     check_choice("device", name, DEVICES)
@@ -39,13 +40,14 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def to_device(batch: dict, device) -> dict:
-    """A batch (a dict of tensors) on `device`; the tensors already there are not copied."""
+    """A batch (a dict of tensors) on `device`; the tensors already there are not copied. Built in chapter 07."""
     return {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
             for key, value in batch.items()}
 
 
 def cpu_has_bf16() -> bool:
-    """True where the CPU has native bfloat16 arithmetic (avx512_bf16 or AMX), so bf16 autocast is fast."""
+    """True where the CPU has native bfloat16 arithmetic (avx512_bf16 or AMX), so bf16 autocast is fast.
+    Built in chapter 07."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = f.read()
@@ -55,7 +57,8 @@ def cpu_has_bf16() -> bool:
 
 
 def bf16_is_fast(device) -> bool:
-    """Whether bfloat16 autocast pays off on `device`: GPUs that support it, CPUs with native bf16."""
+    """Whether bfloat16 autocast pays off on `device`: GPUs that support it, CPUs with native bf16.
+    Built in chapter 07."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -63,7 +66,7 @@ def bf16_is_fast(device) -> bool:
 
 
 def autocast_context(device, bf16: bool):
-    """bfloat16 autocast on `device` when asked; a no-op context otherwise."""
+    """bfloat16 autocast on `device` when asked; a no-op context otherwise. Built in chapter 07."""
     device = torch.device(device)
     if not bf16:
         return contextlib.nullcontext()

@@ -20,6 +20,7 @@ def evaluate(model, batches, bf16: bool = False) -> dict:
     """Held-out MLM accuracy (over weighted slots), NSP accuracy and the MLM loss (nats per masked token).
 
     Leaves the model in eval mode (dropout off), which is what a demo after training wants.
+    Built in chapter 07.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -43,14 +44,15 @@ def evaluate(model, batches, bf16: bool = False) -> dict:
 
 def mlm_baselines(label_counts: dict) -> dict:
     """What a model that ignores the context scores: always guessing the most frequent masked token, and the
-    unigram entropy (the cross-entropy of predicting every token by its corpus frequency), in nats."""
+    unigram entropy (the cross-entropy of predicting every token by its corpus frequency), in nats.
+    Built in chapter 07."""
     total = sum(label_counts.values())
     probs = np.array([c / total for c in label_counts.values()])
     return {"most_frequent_accuracy": float(probs.max()), "unigram_entropy": float(-(probs * np.log(probs)).sum())}
 
 
 def masked_label_counts(dataset, epoch: int = 0) -> Counter:
-    """How often each token id is a masked (weight > 0) label in `dataset` at `epoch`."""
+    """How often each token id is a masked (weight > 0) label in `dataset` at `epoch`. Built in chapter 07."""
     counts = Counter()
     previous_epoch = getattr(dataset, "epoch", None)
     if hasattr(dataset, "set_epoch"):
@@ -70,6 +72,7 @@ def pretraining_baselines(label_counts: dict, eval_batches) -> dict:
     and on the held-out labels, which is the fair comparison for held-out accuracy), and the unigram entropy
     of the training labels in nats (compare it with the held-out MLM loss). NSP: 50 % (the labels are
     balanced; a constant guess scores the share of its class, reported too).
+    Built in chapter 07.
     """
     counts = label_counts  # masked_label_counts(train_data): the training labels, epoch 0
     baselines = mlm_baselines(counts)

@@ -18,14 +18,14 @@ FAST = os.environ.get("BERTNB_FAST", "0") not in ("", "0", "false", "False")
 
 
 def set_seed(seed: int = 0) -> None:
-    """Seed Python, NumPy and torch, so stored notebook outputs are the same on every run."""
+    """Seed Python, NumPy and torch, so stored notebook outputs are the same on every run. Built in chapter 00."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def setup(seed: int = 0) -> None:
-    """Seed everything and set quiet, small figure defaults (stored outputs stay small)."""
+    """Seed everything and set quiet, small figure defaults (stored outputs stay small). Built in chapter 00."""
     import matplotlib
 
     set_seed(seed)
@@ -39,7 +39,8 @@ def in_colab() -> bool:
 
 
 def environment() -> dict:
-    """What this kernel runs on: versions, device and whether the offline data packages are installed."""
+    """What this kernel runs on: versions, device and whether the offline data packages are installed.
+    Built in chapter 00."""
     from importlib.util import find_spec
 
     return {
@@ -57,7 +58,7 @@ def environment() -> dict:
 
 
 def shape_ledger(**tensors) -> None:
-    """Print each tensor's shape next to its name: the notebooks' running record of [B, m, n]."""
+    """Print each tensor's shape next to its name: the notebooks' running record of [B, m, n]. Built in chapter 00."""
     width = max(map(len, tensors))
     for name, value in tensors.items():
         shape = tuple(value.shape) if hasattr(value, "shape") else f"{type(value).__name__} of {len(value)}"

@@ -8,7 +8,7 @@ import numpy as np
 
 def heatmap(matrix, xlabels=None, ylabels=None, title="", ax=None, cmap="viridis", colorbar=True,
             vmin=None, vmax=None):
-    """A labelled heatmap of a 2-D tensor or array (attention weights, similarities)."""
+    """A labelled heatmap of a 2-D tensor or array (attention weights, similarities). Built in chapter 02."""
     values = matrix.detach().cpu().numpy() if hasattr(matrix, "detach") else matrix
     if ax is None:
         _, ax = plt.subplots(figsize=(max(3, 0.35 * values.shape[1] + 1.5), max(2.5, 0.3 * values.shape[0] + 1)))
@@ -30,6 +30,7 @@ def draw_bert_architecture(cfg=None, ax=None):
     language model head (only the p gathered positions) and the pooler + next sentence prediction head.
     With a `BertConfig`, the sizes of that config are written under the title. Drawn with matplotlib only,
     so it needs nothing installed and nothing from the network.
+    Built in chapter 00.
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -115,7 +116,8 @@ def draw_bert_architecture(cfg=None, ax=None):
 
 def shares_vs_targets(shares, targets=None, ax=None, title="", ylabel="share"):
     """Bars of measured shares (a dict label -> share in [0, 1]), each labelled with its percentage, and the
-    target share of each label as a dashed red line: the 80/10/10 masking rule, the 50/50 NSP labels."""
+    target share of each label as a dashed red line: the 80/10/10 masking rule, the 50/50 NSP labels.
+    Built in chapter 05."""
     labels = list(shares)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(labels) + 1), 3))

