@@ -115,8 +115,12 @@ def code2flow_graph(files, out, target_function: str | None = None, callers: int
     up to `callees` steps away and what calls it up to `callers` steps away.
 
     Built in chapter 10."""
-    import code2flow
-    from code2flow.engine import SubsetParams
+    try:
+        import code2flow
+        from code2flow.engine import SubsetParams
+    except ImportError:
+        raise ModuleNotFoundError("call graphs need code2flow: pip install code2flow==2.5.1 (or the course's "
+                                  "extra: pip install 'bertnb[export]')") from None
 
     subset = SubsetParams.generate(target_function, callers, callees) if target_function else None
     with quiet_root_logging():
