@@ -6,8 +6,10 @@ PY     := $(VENV)/bin/python
 #   make setup TORCH_INDEX=<index URL>
 TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
-# the test environment: notebooks in fast mode, no progress bars (their output changes every run)
-TEST_ENV := BERTNB_FAST=1 TQDM_DISABLE=1 MPLBACKEND=Agg
+# the test environment: notebooks in fast mode, no progress bars (their output changes every run), and offline:
+# tests/offline/sitecustomize.py cuts the network (except loopback) in every process, notebook kernels included
+TEST_ENV := BERTNB_FAST=1 TQDM_DISABLE=1 MPLBACKEND=Agg BERTNB_OFFLINE=1 PYTHONPATH=$(CURDIR)/tests/offline \
+            HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: setup lab test test-slow bench clean
 
