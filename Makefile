@@ -11,7 +11,7 @@ PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 TEST_ENV := BERTNB_FAST=1 TQDM_DISABLE=1 MPLBACKEND=Agg BERTNB_OFFLINE=1 PYTHONPATH=$(CURDIR)/tests/offline \
             HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: setup lab test test-slow bench clean
+.PHONY: setup lab test test-slow test-wheel test-faults bench clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,14 @@ test: setup
 # Slower checks run by CI after `make test`: every notebook twice in one kernel, in its default mode.
 test-slow: setup
 	TQDM_DISABLE=1 MPLBACKEND=Agg $(PY) -m tests.run_notebooks_twice notebooks
+
+# The user's path: the wheel installed (not editable) in a clean venv, each chapter run alone in an empty folder.
+test-wheel: setup
+	$(PY) -m tests.run_wheel_check
+
+# A small pretraining run killed with SIGKILL again and again ends bit-identical to an uninterrupted one.
+test-faults: setup
+	$(PY) -m tests.run_fault_injection
 
 bench: setup
 	$(PY) benchmarks/pretrain_step.py

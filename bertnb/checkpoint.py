@@ -69,6 +69,10 @@ class CheckpointError(ValueError):
     Built in chapter 07."""
 
 
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (a full disk, a read-only folder); the previous checkpoint is untouched."""
+
+
 def save_checkpoint(path, model, optimizer=None, scheduler=None, step: int = 0, extra: dict | None = None) -> None:
     """Everything needed to resume exactly: weights, optimizer and scheduler state, RNG states, step.
     Built in chapter 07."""
@@ -78,7 +82,13 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step: int = 0, 
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    try:
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+        raise CheckpointWriteError(f"could not write the checkpoint {path} at step {step} "
+                                   f"({type(err).__name__}: {str(err).splitlines()[0][:160]}). The previous "
+                                   f"checkpoint there is untouched: free disk space or choose another folder, then "
+                                   f"resume from it.") from err
 
 
 def read_checkpoint(path) -> dict:

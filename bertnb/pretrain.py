@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from bertnb.checkpoint import load_run, publish_run, read_checkpoint, save_weights  # noqa: F401 (re-exported)
+from bertnb.checkpoint import (CheckpointError, CheckpointWriteError, load_run, publish_run,  # noqa: F401
+                               read_checkpoint, save_weights)
 from bertnb.corpus import CORPORA
 from bertnb.validation import check_choice, check_float, check_int
 
@@ -356,9 +357,12 @@ def main(argv=None) -> dict:
     if resume_state is not None and resume_state["step"] >= (args.stop_at or cfg.total_steps):
         sys.exit(f"error: {args.resume} is already at step {resume_state['step']}: nothing left to train")
 
-    result = pretrain(model, train_data, heldout_data, cfg, checkpoint_path=out / "checkpoint.pt",
-                      resume=args.resume, stop_at=args.stop_at, device=device,
-                      checkpoint_extras={"command": command, "threads": torch.get_num_threads()})
+    try:
+        result = pretrain(model, train_data, heldout_data, cfg, checkpoint_path=out / "checkpoint.pt",
+                          resume=args.resume, stop_at=args.stop_at, device=device,
+                          checkpoint_extras={"command": command, "threads": torch.get_num_threads()})
+    except (CheckpointError, CheckpointWriteError) as err:  # damaged, foreign or unwritable: no traceback
+        sys.exit(f"error: {err}")
     metadata = {"format": "bertnb.model.BertForPreTraining", "config": json.dumps(asdict(model.cfg)),
                 "command": command, "corpus": cfg.corpus, "vocab": "vocab.txt", "do_lower_case": "true",
                 "steps": str(result["steps"]), "final": json.dumps(result["final"])}
