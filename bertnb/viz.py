@@ -99,7 +99,8 @@ def merge_units(A, units: list[list[int]]):
 
 
 def unit_label(tokens: list[str], unit: list[int]) -> str:
-    """The text of a unit: its pieces glued back together ("una" "##ffa" "##ble" -> "unaffable")."""
+    """The text of a unit: its pieces glued back together ("una" "##ffa" "##ble" -> "unaffable").
+    Built in chapter 09."""
     return "".join(tokens[p].removeprefix("##") if i else tokens[p] for i, p in enumerate(unit))
 
 
@@ -122,9 +123,17 @@ def _new_figure(width: float, height: float):
 
 
 def _png(figure, dpi: int) -> bytes:
+    """The figure as PNG bytes with a 256-colour palette: a third of the size of full colour, which matters
+    for a picture sent to the browser on every click and stored in the notebook."""
+    from PIL import Image
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    buffer.seek(0)
+    picture = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    picture.save(out, format="png", optimize=True)
+    return out.getvalue()
 
 
 def _draw_map(ax, M, labels, title, picked=NO_TOKEN, colorbar=True):
@@ -133,8 +142,8 @@ def _draw_map(ax, M, labels, title, picked=NO_TOKEN, colorbar=True):
 
     k = len(labels)
     image = ax.imshow(M, cmap="viridis", vmin=0, vmax=max(float(M.max()), 1e-9), aspect="auto")
-    ax.set_xticks(range(k), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(k), labels, fontsize=8)
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), labels, fontsize=7)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title, fontsize=9)
@@ -262,15 +271,15 @@ class AttentionExplorer(ipywidgets.VBox):
         layer, head, labels = self.layer.value, self.head.value, self.labels()
         k = len(labels)
         M = self.attention()  # [k, k]
-        side = min(9.0, 2.5 + 0.22 * k)
+        side = min(7.0, 2.0 + 0.15 * k)  # inches: rows about 0.15 inch apart, room for the labels
         if self.view.value == "one head":
-            figure = _new_figure(side + 1.2, side)
+            figure = _new_figure(side + 1.0, side)
             _draw_map(figure.add_subplot(), M, labels, f"layer {layer}, head {head}", self.token.value)
         else:
             h = self.maps.shape[1]
             cols = min(h, 4)
             rows = -(-h // cols)  # ceiling division
-            figure = _new_figure(2.0 * cols + 0.6, 2.0 * rows + 0.4)
+            figure = _new_figure(1.6 * cols + 0.6, 1.6 * rows + 0.4)
             axes = figure.subplots(rows, cols, squeeze=False)
             for index, ax in enumerate(axes.flat):
                 ax.set_xticks([])
@@ -361,35 +370,41 @@ def uniform_attentions(valid_lens, m: int, num_layers: int, num_heads: int):
 
 
 def strongest_head(stats: dict, name: str) -> tuple[int, int, float]:
-    """(layer, head, value) of the head with the highest `name` share, or the lowest entropy."""
+    """(layer, head, value) of the head with the highest `name` share, or the lowest entropy. Built in chapter 09."""
     values = stats[name]  # [L, h]
     flat = values.argmin() if name == "entropy" else values.argmax()
     layer, head = np.unravel_index(flat, values.shape)
     return int(layer), int(head), float(values[layer, head])
 
 
-def plot_head_statistics(stats: dict, baseline: dict | None = None, title: str = "", dpi: int = 100):
-    """The six statistics as [L x h] heatmaps; with `baseline` (uniform), its value in each panel's title.
-    Returns a pyplot figure. Built in chapter 09."""
+def plot_head_statistics(stats_by_model: dict, baseline: dict | None = None, title: str = "", dpi: int = 100):
+    """{model name: head_statistics(...)} -> one pyplot figure: a row of [L x h] heatmaps per model, a column
+    per statistic; with `baseline` (the uniform statistics) its value heads each column. Built in chapter 09."""
     import matplotlib.pyplot as plt
 
-    L, h = stats["entropy"].shape
-    figure, axes = plt.subplots(1, len(STATISTICS), figsize=(1.6 + 0.9 * len(STATISTICS) * max(2.0, 0.22 * h),
-                                                                 1.2 + max(1.2, 0.3 * L)),
-                                dpi=dpi, layout="constrained")
-    for ax, name in zip(axes, STATISTICS):
-        values = stats[name]
-        is_share = name != "entropy"
-        image = ax.imshow(values, cmap="magma" if is_share else "viridis", vmin=0,
-                          vmax=1 if is_share else max(float(values.max()), 1e-9), aspect="auto")
-        ax.set_title(f"{'share on ' if is_share else ''}{name}" +
-                     (f"\nuniform: {baseline[name].mean():.2f}" if baseline else ""), fontsize=8)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(h))
-        ax.set_yticks(range(L))
-        ax.tick_params(labelsize=7)
-        figure.colorbar(image, ax=ax, shrink=0.8, label="nats" if not is_share else "share")
+    names = list(stats_by_model)
+    figure, axes = plt.subplots(len(names), len(STATISTICS), figsize=(9.5, 0.4 + 1.25 * len(names)), dpi=dpi,
+                                layout="constrained", squeeze=False)
+    entropy_max = max(float(stats["entropy"].max()) for stats in stats_by_model.values())
+    for row, name in enumerate(names):
+        for col, statistic in enumerate(STATISTICS):
+            ax, values = axes[row, col], stats_by_model[name][statistic]  # values [L, h]
+            is_share = statistic != "entropy"
+            image = ax.imshow(values, cmap="magma" if is_share else "viridis", vmin=0,
+                              vmax=1 if is_share else entropy_max, aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"{'share on ' if is_share else ''}{statistic}" +
+                             (f"\n(uniform {baseline[statistic].mean():.2f})" if baseline else ""), fontsize=8)
+            if col == 0:
+                ax.set_ylabel(f"{name}\nlayer (0 on top)", fontsize=8)
+            if row == len(names) - 1:
+                ax.set_xlabel("head", fontsize=8)
+        if row == 0:
+            entropy_image, share_image = axes[0, 0].images[0], image
+    figure.colorbar(entropy_image, ax=axes[:, 0], label="entropy (nats)", shrink=0.8, location="left", pad=0.12)
+    figure.colorbar(share_image, ax=axes[:, 1:], label="share of the weight", shrink=0.8)
     figure.suptitle(title, fontsize=9)
     return figure
 
