@@ -132,13 +132,16 @@ def init_mlm_bias_to_unigram(model, label_counts: dict, smoothing: float = 0.1) 
 
 def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint_path=None, resume=None,
              stop_at: int | None = None, callback=None, progress: bool = True, verbose: bool = True,
-             device=None, checkpoint_extras: dict | None = None) -> dict:
+             device=None, checkpoint_extras: dict | None = None, ranks=None) -> dict:
     """Pretrain `model` (a BertForPreTraining) for `cfg.total_steps` steps with `bertnb.train.fit`.
     Built in chapter 07.
 
     Step s trains on `batch_indices(len(train_data), B, seed, s)` with the masks of its epoch (dynamic
     masking). Held-out MLM / NSP accuracy is measured at each evaluation beside the trivial baselines
     (`bertnb.metrics`). Returns fit's dict plus "baselines".
+
+    `ranks` (a `bertnb.distributed.Ranks`, in a process group): data-parallel, each rank trains on its shard
+    of the same global batch; only rank 0 evaluates, writes checkpoints and calls `callback`.
     """
     from bertnb.data import batch_indices, heldout_batches, make_batch
     from bertnb.metrics import evaluate, masked_label_counts, pretraining_baselines
@@ -150,17 +153,27 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
         raise ValueError("train_data is empty")
     from bertnb.device import resolve_device
 
+    from bertnb.distributed import SINGLE_PROCESS, data_parallel_loss_fn, shard
+
+    ranks = ranks or SINGLE_PROCESS
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     bf16 = resolve_bf16(cfg.bf16, device)
     eval_batches = heldout_batches(heldout_data, cfg.batch_size, cfg.eval_examples, cfg.seed) if heldout_data else []
-    label_counts = masked_label_counts(train_data)
+    label_counts = masked_label_counts(label_count_sample(train_data))
     baselines = pretraining_baselines(label_counts, eval_batches)
     if cfg.init_mlm_bias and resume is None:
         init_mlm_bias_to_unigram(model, label_counts)
 
     def batch_for_step(step: int) -> dict:
         epoch, indices = batch_indices(len(train_data), cfg.batch_size, cfg.seed, step)
-        return make_batch(train_data, indices, epoch)
+        return make_batch(train_data, shard(indices, ranks) if ranks.parallel else indices, epoch)
+
+    loss_fn = pretraining_step_losses
+    if ranks.parallel:
+        model.to(device)  # DDP wraps the model where it will train
+        loss_fn = data_parallel_loss_fn(model, ranks)
+        if not ranks.is_main:  # rank 0 alone measures, writes and draws
+            eval_batches, checkpoint_path, callback, progress, verbose = [], None, None, False, False
 
     def evaluate_fn(model) -> dict:
         metrics = evaluate(model, eval_batches, bf16)
@@ -171,15 +184,44 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
                   f"(baseline 0.5)", flush=True)
         return metrics
 
-    result = fit(model, pretraining_step_losses, batch_for_step, total_steps=cfg.total_steps, lr=cfg.lr,
+    result = fit(model, loss_fn, batch_for_step, total_steps=cfg.total_steps, lr=cfg.lr,
                  warmup_steps=round(cfg.warmup_frac * cfg.total_steps), weight_decay=cfg.weight_decay,
                  clip_norm=cfg.clip_norm, schedule=cfg.schedule, seed=cfg.seed,
                  evaluate_fn=evaluate_fn if eval_batches else None, eval_every=cfg.eval_every,
                  checkpoint_path=checkpoint_path, resume=resume, stop_at=stop_at,
                  run_settings={**cfg.run_settings(), "num_train_examples": len(train_data)},
                  callback=callback, progress=progress, desc="pretraining", device=device, bf16=bf16,
-                 event_extras={"baselines": baselines}, checkpoint_extras=checkpoint_extras)
+                 event_extras={"baselines": baselines}, checkpoint_extras=checkpoint_extras, rank=ranks.rank)
     return {**result, "baselines": baselines}
+
+
+# Counting the masked labels of every training example is one pass of masking in Python: for a corpus of
+# millions of examples (your own corpus), an evenly spread sample estimates the frequencies as well.
+LABEL_COUNT_SAMPLE = 200_000
+
+
+def label_count_sample(dataset, max_examples: int = LABEL_COUNT_SAMPLE):
+    """`dataset` itself, or an evenly spread view of `max_examples` of its items (with its `set_epoch`).
+    Built in chapter 07."""
+    if len(dataset) <= max_examples:
+        return dataset
+    return _EvenlySpread(dataset, max_examples)
+
+
+class _EvenlySpread:
+    def __init__(self, dataset, size: int):
+        self.dataset, self.size = dataset, size
+        self.epoch = getattr(dataset, "epoch", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[i * len(self.dataset) // self.size]
 
 
 def resolve_bf16(setting: str, device) -> bool:

@@ -106,8 +106,10 @@ def train_step(model, batch: dict, optimizer, scheduler=None, clip_norm: float =
 # The loop
 
 
-def _step_seed(seed: int, step: int) -> int:
-    return 1_000_000 * seed + step + 7_919  # dropout masks of step s: fixed by (seed, s)
+def _step_seed(seed: int, step: int, rank: int = 0) -> int:
+    # dropout masks of step s: fixed by (seed, s). Below 2**52 for seed < 2**31, so rank r's r << 52 never
+    # collides with another (seed, step); rank 0 keeps the one-process seed.
+    return 1_000_000 * seed + step + 7_919 + (rank << 52)
 
 
 def fit(model, loss_fn, batch_for_step, *, total_steps: int, lr: float = 1e-3, warmup_steps: int | None = None,
@@ -115,7 +117,7 @@ def fit(model, loss_fn, batch_for_step, *, total_steps: int, lr: float = 1e-3, w
         evaluate_fn=None, eval_every: int | None = None, checkpoint_path=None, checkpoint_every: int | None = None,
         resume=None, stop_at: int | None = None, run_settings: dict | None = None, callback=None,
         progress: bool = True, desc: str = "training", device=None, bf16: bool = False,
-        event_extras: dict | None = None, checkpoint_extras: dict | None = None) -> dict:
+        event_extras: dict | None = None, checkpoint_extras: dict | None = None, rank: int = 0) -> dict:
     """Train `model` for `total_steps` steps of `loss_fn(model, batch_for_step(step))`. Built in chapter 07.
 
     - The schedule (`warmup_steps`, default 6 % of the steps, then linear decay to 0) needs the total in
@@ -128,6 +130,8 @@ def fit(model, loss_fn, batch_for_step, *, total_steps: int, lr: float = 1e-3, w
     - `callback(event)` after every step, evaluation and at the end: {"event": "step" | "eval" | "end",
       "step", "total_steps", "losses", "history"} plus `event_extras` (e.g. the baselines a plot draws);
       `checkpoint_extras` are saved in every checkpoint (e.g. the command that started the run).
+    - `rank`: this process's rank in a data-parallel run (`bertnb.distributed`); its dropout masks get their
+      own seed. Rank 0 (the default) uses the one-process seed.
     Returns {"losses": per-step dicts, "history": per-evaluation dicts, "final": the last evaluation or None,
     "steps", "total_steps", "warmup_steps", "seconds"}.
     """
@@ -168,7 +172,7 @@ def fit(model, loss_fn, batch_for_step, *, total_steps: int, lr: float = 1e-3, w
         for step in range(start, stop_at):
             batch = to_device(batch_for_step(step), device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(_step_seed(seed, step))  # this step's dropout masks; the global RNG is kept
+                torch.manual_seed(_step_seed(seed, step, rank))  # this step's dropout masks; the global RNG is kept
                 lr_now = scheduler.get_last_lr()[0]
                 record = train_step(model, batch, optimizer, scheduler, clip_norm, loss_fn, bf16)
             losses.append({"step": step + 1, **record, "lr": lr_now})
