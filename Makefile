@@ -11,7 +11,7 @@ PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 TEST_ENV := BERTNB_FAST=1 TQDM_DISABLE=1 MPLBACKEND=Agg BERTNB_OFFLINE=1 PYTHONPATH=$(CURDIR)/tests/offline \
             HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: setup lab test test-slow test-wheel test-faults bench clean
+.PHONY: setup lab test test-slow test-wheel test-faults test-browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ test-wheel: setup
 # A small pretraining run killed with SIGKILL again and again ends bit-identical to an uninterrupted one.
 test-faults: setup
 	$(PY) -m tests.run_fault_injection
+
+# Chapter 09's attention explorer in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium (apt, as root on
+# CI) driven by playwright (pip; `playwright install` is never run: it would download its own browser).
+test-browser: setup
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check "playwright>=1.50"
+	$(PY) -m tests.run_browser_test
 
 bench: setup
 	$(PY) benchmarks/pretrain_step.py
