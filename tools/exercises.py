@@ -1,0 +1,293 @@
+"""Each chapter's exercise stubs, and the link from each stub to its reference solution in `tests/`.
+
+A stub is what a chapter hands the student: a function whose body is only `raise NotImplementedError`, or an
+answer `name = None`, followed in the same cell by a check call `chNN.check_xxx(name)`. The reference solutions
+live in `tests/test_checks_chNN.py`, never in a notebook, and the tests prove each check accepts its reference.
+`SOLUTIONS` below names, for every stub, the function (or constant) in the tests that solves it: the one table a
+new exercise must be added to. `python -m tools.exercises` lists every stub and its solution, and fails (like
+tests/test_classroom.py) when a stub has none or an entry names a stub that no longer exists.
+
+The solved copies (`tools.solved_copies`) and the nbgrader release (`tools.nbgrader_release`) read the reference's
+source from the test file (with the imports and helper functions it needs), rename it to the stub's name, and put
+it where the stub was: no second copy of any solution exists in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import builtins
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+TESTS = ROOT / "tests"
+
+# chapter number -> {the name a stub defines: "test file::the reference solution's name in it"}.
+# Names differ on purpose: a notebook says my_cosine_factor so it never shadows the package's own function.
+SOLUTIONS = {
+    "00": {"my_encoder_layer_params": "test_checks_ch00_02.py::encoder_layer_params",
+           "my_mlm_logits_shape": "test_checks_ch00_02.py::mlm_logits_shape"},
+    "01": {"my_truncate_pair": "test_checks_ch00_02.py::truncate_pair",
+           "my_word_ids": "test_checks_ch00_02.py::word_ids"},
+    "02": {"my_embedding_params": "test_checks_ch00_02.py::embedding_params",
+           "my_embedding_sum": "test_checks_ch00_02.py::embedding_sum"},
+    "03": {"my_masked_softmax": "test_checks_ch03_04.py::masked_softmax",
+           "my_attention_entropy": "test_checks_ch03_04.py::attention_entropy",
+           "my_previous_token_score": "test_checks_ch03_04.py::previous_token_score"},
+    "04": {"my_mean_pool": "test_checks_ch03_04.py::mean_pool",
+           "my_pre_ln_forward": "test_checks_ch03_04.py::pre_ln_forward",
+           "my_most_similar": "test_checks_ch03_04.py::most_similar"},
+    "05": {"my_num_to_predict": "test_checks_ch05_06.py::num_to_predict",
+           "my_gather": "test_checks_ch05_06.py::gather",
+           "my_pad_share": "test_checks_ch05_06.py::pad_share"},
+    "06": {"my_nsp_label": "test_checks_ch05_06.py::nsp_label",
+           "my_pooler": "test_checks_ch05_06.py::pooler",
+           "my_other_document": "test_checks_ch05_06.py::other_document"},
+    "07": {"my_cosine_factor": "test_checks_ch07.py::cosine_factor",
+           "my_split_decay": "test_checks_ch07.py::split_decay",
+           "my_most_frequent": "test_checks_ch07.py::most_frequent",
+           "my_unigram_entropy": "test_checks_ch07.py::unigram_entropy"},
+    "08": {"freeze_bottom": "test_checks_ch08.py::freeze_bottom",
+           "encode_pairs": "test_checks_ch08.py::encode_pairs",
+           "initial_loss": "test_checks_ch08.py::INITIAL_LOSS"},
+    "09": {"my_head_entropy": "test_checks_ch09.py::head_entropy",
+           "my_attention_distance": "test_checks_ch09.py::attention_distance"},
+    "10": {"sentence_embedding": "test_checks_ch10.py::sentence_embedding",
+           "predicted": "test_checks_ch10.py::NODE_COUNTS"},
+}
+
+
+class MissingSolution(LookupError):
+    """A stub with no entry in SOLUTIONS, or an entry naming something the test file does not define."""
+
+
+@dataclass(frozen=True)
+class Stub:
+    """One exercise stub: `name` is defined by lines first..last (1-based) of code cell `cell_index`."""
+
+    notebook: Path
+    cell_index: int
+    name: str
+    kind: str  # "function" (body only raises NotImplementedError) or "value" (name = None)
+    first: int
+    last: int
+    check: str | None  # "ch07.check_cosine_factor", the call that grades it, None if the cell has none
+
+    @property
+    def chapter(self) -> str:
+        return self.notebook.name[:2]
+
+    def where(self) -> str:
+        return f"{self.notebook.name}, cell {self.cell_index}, {self.name}"
+
+
+def chapter_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+    """Every chapter notebook in `folder`, in course order (00_... to 10_...)."""
+    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def parse_cell(source: str) -> ast.Module | None:
+    """The cell's Python syntax tree, or None for a cell that is not plain Python (a magic, a shell line)."""
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+
+
+def _raises_not_implemented(function: ast.FunctionDef) -> bool:
+    body = [s for s in function.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
+        return False
+    exc = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def _check_calls(tree: ast.Module) -> dict[str, str]:
+    """{answer name: "chNN.check_xxx"} for every call `chNN.check_xxx(answer)` anywhere in the cell."""
+    calls = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and re.fullmatch(r"ch\d\d", node.func.value.id)
+                and node.func.attr.startswith("check_") and node.args and isinstance(node.args[0], ast.Name)):
+            calls[node.args[0].id] = f"{node.func.value.id}.{node.func.attr}"
+    return calls
+
+
+def stubs_in_cell(source: str, notebook: Path, cell_index: int) -> list[Stub]:
+    """The stubs one code cell defines at its top level (see the module docstring for what counts)."""
+    tree = parse_cell(source)
+    if tree is None:
+        if "NotImplementedError" in source:  # a stub we cannot read must not be skipped silently
+            raise SyntaxError(f"{notebook.name}, cell {cell_index}: a cell with a stub must be plain Python")
+        return []
+    checks = _check_calls(tree)
+    stubs = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and _raises_not_implemented(node):
+            name, kind = node.name, "function"
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+              and isinstance(node.value, ast.Constant) and node.value.value is None
+              and node.targets[0].id in checks):
+            name, kind = node.targets[0].id, "value"
+        else:
+            continue
+        stubs.append(Stub(notebook, cell_index, name, kind, node.lineno, node.end_lineno, checks.get(name)))
+    return stubs
+
+
+def find_stubs(path: Path) -> list[Stub]:
+    """Every exercise stub of one chapter notebook, in cell order."""
+    notebook = nbformat.read(path, as_version=4)
+    return [stub for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+            for stub in stubs_in_cell(cell.source, Path(path), index)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The reference solutions, read from the test files
+
+
+@lru_cache(maxsize=None)
+def _test_module(file_name: str) -> tuple[str, ast.Module]:
+    path = TESTS / file_name
+    if not path.is_file():
+        raise MissingSolution(f"no test file {path}")
+    source = path.read_text()
+    return source, ast.parse(source)
+
+
+def reference_of(stub: Stub) -> tuple[str, str]:
+    """(test file name, reference name) for a stub; MissingSolution, saying what to add, when there is none."""
+    entry = SOLUTIONS.get(stub.chapter, {}).get(stub.name)
+    if entry is None:
+        raise MissingSolution(
+            f"{stub.where()}: no reference solution. Write it in tests/test_checks_ch{stub.chapter}*.py (with a "
+            f"test that {stub.check or 'the check'} accepts it) and add "
+            f"'{stub.name}': 'test_checks_chNN.py::its_name' to SOLUTIONS['{stub.chapter}'] in tools/exercises.py")
+    file_name, name = entry.split("::")
+    return file_name, name
+
+
+def _definitions(tree: ast.Module) -> dict[str, ast.stmt]:
+    """The test module's top-level functions and constants, by name."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            found[node.targets[0].id] = node
+    return found
+
+
+def _imports(tree: ast.Module) -> dict[str, str]:
+    """{name bound at the test module's top level by an import: the import statement that binds only it}."""
+    bound = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                name = alias.asname or alias.name.split(".")[0]
+                single = ast.Import([alias]) if isinstance(node, ast.Import) else ast.ImportFrom(
+                    node.module, [alias], node.level)
+                bound[name] = ast.unparse(single)
+    return bound
+
+
+def _names_read(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _source_with_comments_above(source: str, node: ast.stmt) -> list[str]:
+    """The node's source lines, with the comment lines directly above it (they explain the solution)."""
+    lines = source.splitlines()
+    start = node.lineno - 1
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    return lines[start:node.end_lineno]
+
+
+def solution_lines(stub: Stub, already_imported: set[str] = frozenset()) -> list[str]:
+    """The code that replaces the stub: the imports and helper functions the reference needs (except imports
+    the notebook already has), then the reference itself, renamed to the stub's name."""
+    file_name, name = reference_of(stub)
+    source, tree = _test_module(file_name)
+    definitions, imports = _definitions(tree), _imports(tree)
+    reference = definitions.get(name)
+    wanted = ast.FunctionDef if stub.kind == "function" else ast.Assign
+    if not isinstance(reference, wanted):
+        raise MissingSolution(f"{stub.where()}: tests/{file_name} defines no {stub.kind} {name!r}")
+
+    helpers, needed_imports, todo, seen = [], set(), [reference], {name}
+    while todo:  # follow the names the reference reads to the test module's imports and helper functions
+        for used in sorted(_names_read(todo.pop())):
+            if used in imports and used not in already_imported:
+                needed_imports.add(imports[used])
+            elif used in definitions and used not in seen and not hasattr(builtins, used):
+                seen.add(used)
+                helpers.append(definitions[used])
+                todo.append(definitions[used])
+
+    lines = sorted(needed_imports) + (["", ""] if needed_imports else [])
+    for helper in sorted(helpers, key=lambda node: node.lineno):  # in the test file's order
+        lines += _source_with_comments_above(source, helper) + ["", ""]
+    body = _source_with_comments_above(source, reference)
+    pattern = rf"^(\s*def\s+){name}\b" if stub.kind == "function" else rf"^(\s*){name}(\s*=)"
+    first_code = next(i for i, line in enumerate(body) if not line.lstrip().startswith("#"))
+    body[first_code] = re.sub(pattern, lambda m: m.group(1) + stub.name + (m.group(2) if m.lastindex > 1 else ""),
+                              body[first_code], count=1)
+    return [f"# reference solution, from tests/{file_name} ({name})"] + lines + body
+
+
+def imported_names(sources: list[str]) -> set[str]:
+    """Names bound by top-level imports in these cells (what a solution need not import again)."""
+    names = set()
+    for source in sources:
+        tree = parse_cell(source)
+        for node in tree.body if tree else []:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+    return names
+
+
+def solved_source(cell_source: str, stubs: list[Stub], already_imported: set[str]) -> str:
+    """The cell with each of its stubs replaced by its reference solution."""
+    lines = cell_source.splitlines()
+    for stub in sorted(stubs, key=lambda s: s.first, reverse=True):  # bottom up: line numbers stay valid
+        lines[stub.first - 1:stub.last] = solution_lines(stub, already_imported)
+    return "\n".join(lines)
+
+
+def unmatched_solutions(stubs: list[Stub]) -> list[str]:
+    """SOLUTIONS entries that no stub uses any more (a renamed or removed exercise)."""
+    used = {(stub.chapter, stub.name) for stub in stubs}
+    return [f"SOLUTIONS['{chapter}']['{name}']" for chapter, names in SOLUTIONS.items() for name in names
+            if (chapter, name) not in used]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="List every exercise stub and its reference solution.")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the chapters")
+    args = parser.parse_args(argv)
+    stubs, problems = [], []
+    for path in chapter_notebooks(args.notebooks):
+        for stub in find_stubs(path):
+            stubs.append(stub)
+            try:
+                solution = "::".join(reference_of(stub))
+            except MissingSolution as missing:
+                problems.append(str(missing))
+                continue
+            print(f"{stub.where():<55} {stub.check or '(no check call)':<34} {solution}")
+    problems += [f"{entry}: no such stub in the notebooks" for entry in unmatched_solutions(stubs)]
+    for problem in problems:
+        print("ERROR:", problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
