@@ -339,7 +339,8 @@ class PretrainingDataset(torch.utils.data.Dataset):
     by `random`, so it is the same in every process and Python (unlike `hash()` of a str, which is salted
     per process). Call `set_epoch(epoch)` at the start of each epoch; leave a held-out set at epoch 0 so
     its masks, and so its metrics, stay comparable. Use with
-    `DataLoader(dataset, batch_size=B, shuffle=True, collate_fn=dataset.collate)`.
+    `DataLoader(dataset, batch_size=B, shuffle=True, collate_fn=dataset.collate)`. `examples` may be any
+    list-like of NspExample, e.g. `bertnb.own_corpus.ExampleCache`, read from disk on demand.
     Built in chapter 05.
     """
 
@@ -350,7 +351,9 @@ class PretrainingDataset(torch.utils.data.Dataset):
             special = SpecialTokens.from_tokenizer(special)
         self.special = special
         check_int("max_pred", max_pred, low=1)
-        longest = max((len(e.tokens_a) + len(e.tokens_b) + 3 for e in examples), default=0)
+        longest = getattr(examples, "longest", None)  # an on-disk example list knows it (bertnb.own_corpus)
+        if longest is None:
+            longest = max((len(e.tokens_a) + len(e.tokens_b) + 3 for e in examples), default=0)
         if longest > max_len:
             raise ValueError(f"an example packs to {longest} tokens > max_len {max_len}: build the examples "
                              f"with make_nsp_examples(..., max_len={max_len})")

@@ -30,13 +30,38 @@ import torch
 from bertnb.checkpoint import (CheckpointError, CheckpointWriteError, load_run, publish_run,  # noqa: F401
                                read_checkpoint, save_weights)
 from bertnb.corpus import CORPORA
+from bertnb.distributed import launched_by_torchrun
 from bertnb.validation import check_choice, check_float, check_int
 
 
-def _setting(default, help: str, low=None, high=None, low_open: bool = False, choices=None, flag: bool = True):
-    """A PretrainConfig field: its default, its allowed values (checked in one place) and its --flag's help."""
+def _setting(default, help: str, low=None, high=None, low_open: bool = False, choices=None, flag: bool = True,
+             check=None):
+    """A PretrainConfig field: its default, its allowed values (checked in one place) and its --flag's help.
+    `check(name, value)` -> the value to keep, for values that are not a number or a fixed choice."""
     return field(default=default, metadata={"help": help, "low": low, "high": high, "low_open": low_open,
-                                            "choices": choices, "flag": flag})
+                                            "choices": choices, "flag": flag, "check": check})
+
+
+def _check_corpus(name: str, value) -> str:
+    """A built-in corpus name, or an existing file or folder (kept as an absolute path: resume finds it)."""
+    if value in CORPORA:
+        return value
+    if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
+        return str(Path(value).resolve())
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, CORPORA))} or the path of a UTF-8 text file or "
+                     f"folder of them; got {value!r} (no such file or folder)")
+
+
+VOCAB_KINDS = ("auto", "english", "char", "wordpiece")
+
+
+def _check_vocab(name: str, value) -> str:
+    if value in VOCAB_KINDS:
+        return value
+    if isinstance(value, (str, Path)) and str(value) and Path(value).is_file():
+        return str(Path(value).resolve())
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, VOCAB_KINDS))} or the path of a vocab.txt; "
+                     f"got {value!r}")
 
 
 @dataclass
@@ -45,7 +70,13 @@ class PretrainConfig:
     measurement on 2 CPU cores (benchmarks/README.md).
     Built in chapter 07."""
 
-    corpus: str = _setting("python-docs", "python-docs (English) or peoples-daily (Chinese)", choices=CORPORA)
+    corpus: str = _setting("python-docs", "python-docs (English), peoples-daily (Chinese), or your own: a UTF-8 "
+                           "text file or folder (a sentence per line, a blank line between documents)",
+                           check=_check_corpus)
+    vocab: str = _setting("auto", "your corpus's vocabulary: english (the course's WordPiece), wordpiece or char "
+                          "(built from its training documents), or a vocab.txt; auto = english, or the character "
+                          "vocabulary for peoples-daily", check=_check_vocab)
+    vocab_size: int = _setting(8000, "size of a vocabulary built with --vocab wordpiece or char", 6, 1_000_000)
     seed: int = _setting(0, "seed of the weights, the data split, the masks and the batch order", 0, 2**31 - 1)
     batch_size: int = _setting(32, "B, sequences per step", 1, 4096)
     max_len: int = _setting(64, "m, tokens per sequence ([CLS] A [SEP] B [SEP])", 8, 512)
@@ -76,6 +107,9 @@ class PretrainConfig:
             value, meta = getattr(self, f.name), f.metadata
             if value is None and f.default is None:
                 continue
+            if meta["check"] is not None:
+                setattr(self, f.name, meta["check"](f.name, value))
+                continue
             if isinstance(f.default, bool) and not isinstance(value, bool):
                 raise TypeError(f"{f.name} must be True or False, got {value!r}")
             if meta["choices"] is not None:
@@ -85,6 +119,9 @@ class PretrainConfig:
             else:
                 check_int(f.name, value, meta["low"], meta["high"])
         check_int("max_pred", self.max_pred, 1, self.max_len - 3)
+        if self.corpus in CORPORA and self.vocab != "auto":
+            raise ValueError(f"vocab {self.vocab!r} applies to your own corpus only: the built-in {self.corpus} "
+                             f"has its own vocabulary (leave vocab at 'auto')")
         if self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} must be divisible by heads {self.heads} "
                              f"(each head gets d = n / h features)")
@@ -247,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto = CUDA when present, then MPS, else the CPU")
     p.add_argument("--threads", default="auto", help="torch CPU threads, or auto (time 1 and the default)")
+    p.add_argument("--cache-dir", default=str(Path("runs") / "cache"),
+                   help="where your own corpus is tokenized to, once (memory-mapped afterwards)")
     for f in dataclasses.fields(PretrainConfig):
         meta, name = f.metadata, "--" + f.name.replace("_", "-")
         allowed = (f" (one of {', '.join(map(str, meta['choices']))})" if meta["choices"] else
@@ -256,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if meta["choices"]:
             p.add_argument(name, choices=meta["choices"], default=f.default, help=meta["help"])
+            continue
+        if meta["check"] is not None:  # a name or a path, checked by the config
+            p.add_argument(name, default=f.default, help=meta["help"])
             continue
         kind = float if isinstance(f.default, float) else int
         p.add_argument(name, type=kind, default=f.default, help=meta["help"] + allowed)
@@ -292,6 +334,9 @@ def parse_args(argv=None):
                                      1, torch.get_num_threads() * 4)
         except (TypeError, ValueError) as err:
             parser.error(str(err))
+    if launched_by_torchrun() and args.minutes is not None:
+        parser.error("--minutes is not supported under torchrun (each process would time itself): give "
+                     "--total-steps N; a one-process run with --minutes tells you the seconds per step")
     if args.stop_at is not None and not 1 <= args.stop_at <= (cfg.total_steps or 10_000_000):
         parser.error(f"--stop-at {args.stop_at} is out of range: allowed [1, total steps]")
     out = Path(args.out)
@@ -351,13 +396,19 @@ def main(argv=None) -> dict:
     from bertnb.plots import LiveLossPlot
     from bertnb.timing import load_average, machine_info, plan_steps
 
+    from bertnb import distributed
+
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg, args = parse_args(argv)
     command = "python -m bertnb.pretrain " + shlex.join(argv)
     out = Path(args.out)
+    device = resolve_device(args.device)
+    ranks = distributed.init_from_environment(device.type)  # one process, or one rank of torchrun's group
+    if not ranks.is_main:
+        return _run_rank(cfg, args, ranks, device)
     out.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
-    device = resolve_device(args.device)
+    device = distributed.rank_device(device, ranks)
     bf16 = resolve_bf16(cfg.bf16, device)
     resume_state = read_checkpoint(args.resume) if args.resume else None
     if resume_state is not None:
@@ -366,9 +417,7 @@ def main(argv=None) -> dict:
         print(f"resuming {args.resume} at step {resume_state['step']} of {cfg.total_steps}")
 
     start = time.perf_counter()
-    train_data, heldout_data, tokenizer = build_pretraining_data(
-        corpus=cfg.corpus, max_len=cfg.max_len, max_pred=cfg.max_pred, held_out_fraction=cfg.held_out_fraction,
-        seed=cfg.seed)
+    train_data, heldout_data, tokenizer = pretraining_data(cfg, args.cache_dir, ranks)
     data_seconds = time.perf_counter() - start
     print(f"data: {cfg.corpus}, {len(train_data)} training / {len(heldout_data)} held-out NSP examples, "
           f"V = {len(tokenizer)}, m = {cfg.max_len}, p = {cfg.max_pred} ({data_seconds:.1f} s)")
@@ -379,8 +428,14 @@ def main(argv=None) -> dict:
     print(f"model: L = {cfg.layers}, n = {cfg.hidden}, h = {cfg.heads}, f = {cfg.ffn}, {n_params / 1e6:.1f} M "
           f"parameters, on {device}")
 
+    if ranks.parallel:
+        print(f"data-parallel: {ranks.world_size} processes, each {cfg.batch_size // ranks.world_size}-"
+              f"{-(-cfg.batch_size // ranks.world_size)} of the B = {cfg.batch_size} examples of every step")
     costs = None
-    if resume_state is None and (args.minutes is not None or args.threads == "auto"):
+    if ranks.parallel:  # torchrun sets OMP_NUM_THREADS (1 by default) for each process
+        if args.threads != "auto":
+            torch.set_num_threads(args.threads)
+    elif resume_state is None and (args.minutes is not None or args.threads == "auto"):
         default = torch.get_num_threads()
         to_try = ([default, 1] if default > 1 else [1]) if args.threads == "auto" else [args.threads]
         if device.type != "cpu":
@@ -399,12 +454,8 @@ def main(argv=None) -> dict:
     if resume_state is not None and resume_state["step"] >= (args.stop_at or cfg.total_steps):
         sys.exit(f"error: {args.resume} is already at step {resume_state['step']}: nothing left to train")
 
-    try:
-        result = pretrain(model, train_data, heldout_data, cfg, checkpoint_path=out / "checkpoint.pt",
-                          resume=args.resume, stop_at=args.stop_at, device=device,
-                          checkpoint_extras={"command": command, "threads": torch.get_num_threads()})
-    except (CheckpointError, CheckpointWriteError) as err:  # damaged, foreign or unwritable: no traceback
-        sys.exit(f"error: {err}")
+    result = _train(model, train_data, heldout_data, cfg, args, ranks, device, out / "checkpoint.pt",
+                    {"command": command, "threads": torch.get_num_threads()})
     metadata = {"format": "bertnb.model.BertForPreTraining", "config": json.dumps(asdict(model.cfg)),
                 "command": command, "corpus": cfg.corpus, "vocab": "vocab.txt", "do_lower_case": "true",
                 "steps": str(result["steps"]), "final": json.dumps(result["final"])}
@@ -415,9 +466,69 @@ def main(argv=None) -> dict:
     metrics["machine"] = {**machine_info(device, torch.get_num_threads(), bf16), "load_average_start": load_start,
                           "load_average_end": load_average()}
     metrics["resumed_from"] = args.resume
+    metrics["processes"] = ranks.world_size
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print_summary(result, out)
+    distributed.finish(ranks)  # the other ranks wait here until rank 0 has written everything
     return metrics
+
+
+def pretraining_data(cfg: PretrainConfig, cache_dir, ranks):
+    """(train, held-out, tokenizer) of cfg.corpus: a built-in corpus, or your own, tokenized once into
+    `cache_dir` (the first process of each machine builds the cache, the others then read it).
+    Built in chapter 07 (your own corpus: going further)."""
+    from bertnb import distributed
+    from bertnb.data import build_pretraining_data
+
+    if cfg.corpus in CORPORA:
+        return build_pretraining_data(corpus=cfg.corpus, max_len=cfg.max_len, max_pred=cfg.max_pred,
+                                      held_out_fraction=cfg.held_out_fraction, seed=cfg.seed)
+    from bertnb.own_corpus import build_own_corpus_data
+
+    def build():
+        return build_own_corpus_data(cfg.corpus, vocab="english" if cfg.vocab == "auto" else cfg.vocab,
+                                     vocab_size=cfg.vocab_size, max_len=cfg.max_len, max_pred=cfg.max_pred,
+                                     held_out_fraction=cfg.held_out_fraction, seed=cfg.seed, cache_dir=cache_dir)
+
+    if ranks.local_rank == 0:
+        data = build()
+    distributed.barrier(ranks)
+    return data if ranks.local_rank == 0 else build()
+
+
+def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint_path, extras) -> dict:
+    """pretrain(), with the errors that end a run turned into one clear line (and no traceback)."""
+    from bertnb import distributed
+
+    if ranks.parallel:
+        distributed.stop_cleanly_on_sigterm()
+    try:
+        return pretrain(model, train_data, heldout_data, cfg, checkpoint_path=checkpoint_path, resume=args.resume,
+                        stop_at=args.stop_at, device=device, checkpoint_extras=extras, ranks=ranks)
+    except (CheckpointError, CheckpointWriteError) as err:  # damaged, foreign or unwritable: no traceback
+        sys.exit(f"error: {err}")
+    except Exception as err:
+        if ranks.parallel and distributed.is_communication_error(err):
+            sys.exit(distributed.rank_failure_message(err, ranks, checkpoint_path))
+        raise
+
+
+def _run_rank(cfg: PretrainConfig, args, ranks, device) -> dict:
+    """A rank other than 0: the same data, model and steps on its shard; it writes and prints nothing."""
+    from bertnb import distributed
+    from bertnb.model import BertForPreTraining
+
+    device = distributed.rank_device(device, ranks)
+    if args.resume and read_checkpoint(args.resume)["step"] >= (args.stop_at or cfg.total_steps):
+        sys.exit(0)  # rank 0 says why
+    train_data, heldout_data, tokenizer = pretraining_data(cfg, args.cache_dir, ranks)
+    torch.manual_seed(cfg.seed)
+    model = BertForPreTraining(cfg.model_config(len(tokenizer))).to(device)
+    if args.threads != "auto":
+        torch.set_num_threads(args.threads)
+    result = _train(model, train_data, heldout_data, cfg, args, ranks, device, Path(args.out) / "checkpoint.pt", {})
+    distributed.finish(ranks)
+    return {"steps": result["steps"], "rank": ranks.rank}
 
 
 def write_vocab(path: Path, tokenizer) -> None:

@@ -106,7 +106,8 @@ def test_cli_rejects_bad_arguments_before_any_work(argv, message, tmp_path, caps
 def test_cli_rejects_an_unknown_corpus_and_a_missing_checkpoint(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pretrain.main(["--corpus", "klingon", "--minutes", "1", "--out", str(tmp_path)])
-    assert "invalid choice: 'klingon'" in capsys.readouterr().err
+    assert "corpus must be one of 'python-docs', 'peoples-daily' or the path of a UTF-8 text file or folder of " \
+           "them; got 'klingon' (no such file or folder)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         pretrain.main(["--resume", str(tmp_path / "nope.pt"), "--out", str(tmp_path)])
     assert "no checkpoint at" in capsys.readouterr().err
