@@ -79,19 +79,20 @@ def iter_documents(files: list[Path]) -> Iterator[list[str]]:
     Going further, chapter 07."""
     for path in files:
         _check_not_binary(path)
-        document, line_number = [], 0
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line_number, line in enumerate(f, 1):
-                    line = line.strip()
-                    if line:
-                        document.extend(_sentences(line))
-                    elif document:
-                        yield document
-                        document = []
-        except UnicodeDecodeError as err:
-            raise ValueError(f"--corpus: {path} is not UTF-8 text (undecodable byte {err.object[err.start:err.start + 1]!r} "
-                             f"after line {line_number}); convert it, e.g. iconv -f latin1 -t utf-8") from None
+        document = []
+        with open(path, "rb") as f:  # bytes, decoded line by line: an error can name its line
+            for line_number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as err:
+                    raise ValueError(f"--corpus: {path} is not UTF-8 text (undecodable byte "
+                                     f"{raw[err.start:err.start + 1]!r} on line {line_number}); convert it, e.g. "
+                                     f"iconv -f latin1 -t utf-8") from None
+                if line:
+                    document.extend(_sentences(line))
+                elif document:
+                    yield document
+                    document = []
         if document:
             yield document
 
