@@ -136,7 +136,7 @@ def _png(figure, dpi: int) -> bytes:
     return out.getvalue()
 
 
-def _draw_map(ax, M, labels, title, picked=NO_TOKEN, colorbar=True):
+def _draw_map(ax, M, labels, title, picked=NO_TOKEN):
     """One head's map as a heatmap: queries down, keys across; the picked unit's row and column outlined."""
     from matplotlib.patches import Rectangle
 
@@ -151,8 +151,7 @@ def _draw_map(ax, M, labels, title, picked=NO_TOKEN, colorbar=True):
         # the row: what the picked unit attends to; the column: what attends to it
         ax.add_patch(Rectangle((-0.5, picked - 0.5), k, 1, fill=False, edgecolor="#ff3030", linewidth=2))
         ax.add_patch(Rectangle((picked - 0.5, -0.5), 1, k, fill=False, edgecolor="#ffb000", linewidth=2))
-    if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="attention weight")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="attention weight")
 
 
 def _top(values, labels, n=3) -> str:
@@ -166,7 +165,8 @@ def _top(values, labels, n=3) -> str:
 
 class StrictIntSlider(ipywidgets.IntSlider):
     """An IntSlider that refuses a value out of [min, max] with an error naming the range (a plain
-    IntSlider silently clamps it, so `w.layer.value = 9` on a 6-layer model would show layer 5)."""
+    IntSlider silently clamps it, so `w.layer.value = 9` on a 6-layer model would show layer 5).
+    Built in chapter 09 (the explorer's layer and head sliders)."""
 
     @validate("value")
     def _validate_value(self, proposal):
@@ -276,28 +276,32 @@ class AttentionExplorer(ipywidgets.VBox):
             figure = _new_figure(side + 1.0, side)
             _draw_map(figure.add_subplot(), M, labels, f"layer {layer}, head {head}", self.token.value)
         else:
-            h = self.maps.shape[1]
-            cols = min(h, 4)
-            rows = -(-h // cols)  # ceiling division
-            figure = _new_figure(1.6 * cols + 0.6, 1.6 * rows + 0.4)
-            axes = figure.subplots(rows, cols, squeeze=False)
-            for index, ax in enumerate(axes.flat):
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if index >= h:
-                    ax.set_axis_off()
-                    continue
-                ax.imshow(self._map(layer, index), cmap="viridis", vmin=0, aspect="auto")
-                ax.set_title(f"head {index}", fontsize=8, color="#d00000" if index == head else "black",
-                             fontweight="bold" if index == head else "normal")
-            figure.suptitle(f"layer {layer}, all {h} heads ({k} units; selected head in red)", fontsize=9)
-            figure.supxlabel("key (attended to)", fontsize=8)
-            figure.supylabel("query (attending)", fontsize=8)
+            figure = self._draw_all_heads(layer, head, k)
         pick = self._describe_pick(M, labels)
         if pick:  # two lines of text under the plot, in room the layout leaves free
             room = 0.4 / figure.get_figheight()  # 0.4 inch, as a share of the figure's height
             figure.text(0.01, 0.0, pick, fontsize=8, va="bottom", ha="left", family="monospace")
             figure.get_layout_engine().set(rect=(0, room, 1, 1 - room))
+        return figure
+
+    def _draw_all_heads(self, layer: int, head: int, k: int):
+        """The layer's h maps in a grid of up to 4 columns, the selected head's title in red."""
+        h = self.maps.shape[1]
+        cols = min(h, 4)
+        rows = -(-h // cols)  # ceiling division
+        figure = _new_figure(1.6 * cols + 0.6, 1.6 * rows + 0.4)
+        for index, ax in enumerate(figure.subplots(rows, cols, squeeze=False).flat):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if index >= h:  # an empty slot in the last row
+                ax.set_axis_off()
+                continue
+            ax.imshow(self._map(layer, index), cmap="viridis", vmin=0, aspect="auto")
+            ax.set_title(f"head {index}", fontsize=8, color="#d00000" if index == head else "black",
+                         fontweight="bold" if index == head else "normal")
+        figure.suptitle(f"layer {layer}, all {h} heads ({k} units; selected head in red)", fontsize=9)
+        figure.supxlabel("key (attended to)", fontsize=8)
+        figure.supylabel("query (attending)", fontsize=8)
         return figure
 
     def _redraw(self):
