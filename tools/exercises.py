@@ -211,9 +211,24 @@ def _source_with_comments_above(source: str, node: ast.stmt) -> list[str]:
     return lines[start:node.end_lineno]
 
 
-def solution_lines(stub: Stub, already_imported: set[str] = frozenset()) -> list[str]:
-    """The code that replaces the stub: the imports and helper functions the reference needs (except imports
-    the notebook already has), then the reference itself, renamed to the stub's name."""
+@dataclass(frozen=True)
+class Solution:
+    """A stub's reference solution, read from the test file, in the pieces the copies put together."""
+
+    file_name: str
+    name: str  # its name in the test file
+    imports: list[str]  # the import statements it needs (one name each)
+    helpers: list[str]  # the source lines of the test file's helper functions it calls
+    definition: list[str]  # its source, with the comment lines above it, renamed to the stub's name
+    body: list[str]  # a function's body lines, indented as in the test file ([] for a value)
+
+    def header(self) -> str:
+        return f"# reference solution, from tests/{self.file_name} ({self.name})"
+
+
+def solution_of(stub: Stub, already_imported: set[str] = frozenset()) -> Solution:
+    """The reference solution of a stub, with the imports (except those in `already_imported`) and the helper
+    functions it needs; MissingSolution when the test file does not define it."""
     file_name, name = reference_of(stub)
     source, tree = _test_module(file_name)
     definitions, imports = _definitions(tree), _imports(tree)
@@ -231,16 +246,31 @@ def solution_lines(stub: Stub, already_imported: set[str] = frozenset()) -> list
                 seen.add(used)
                 helpers.append(definitions[used])
                 todo.append(definitions[used])
-
-    lines = sorted(needed_imports) + (["", ""] if needed_imports else [])
+    helper_lines = []
     for helper in sorted(helpers, key=lambda node: node.lineno):  # in the test file's order
-        lines += _source_with_comments_above(source, helper) + ["", ""]
-    body = _source_with_comments_above(source, reference)
-    pattern = rf"^(\s*def\s+){name}\b" if stub.kind == "function" else rf"^(\s*){name}(\s*=)"
-    first_code = next(i for i, line in enumerate(body) if not line.lstrip().startswith("#"))
-    body[first_code] = re.sub(pattern, lambda m: m.group(1) + stub.name + (m.group(2) if m.lastindex > 1 else ""),
-                              body[first_code], count=1)
-    return [f"# reference solution, from tests/{file_name} ({name})"] + lines + body
+        helper_lines += _source_with_comments_above(source, helper) + ["", ""]
+
+    definition = _source_with_comments_above(source, reference)
+    pattern = rf"^(\s*def\s+){name}\b" if stub.kind == "function" else rf"^(\s*){name}(?=\s*=)"
+    first_code = next(i for i, line in enumerate(definition) if not line.lstrip().startswith("#"))
+    definition[first_code] = re.sub(pattern, lambda match: match.group(1) + stub.name, definition[first_code],
+                                    count=1)
+    body = []
+    if stub.kind == "function":
+        lines = source.splitlines()
+        start = reference.body[0].lineno - 1
+        while lines[start - 1].lstrip().startswith("#"):  # comments opening the body belong to it
+            start -= 1
+        body = lines[start:reference.end_lineno]
+    return Solution(file_name, name, sorted(needed_imports), helper_lines, definition, body)
+
+
+def solution_lines(stub: Stub, already_imported: set[str] = frozenset()) -> list[str]:
+    """The code that replaces the stub in a solved copy: where it comes from, the imports and helper functions
+    the reference needs (except imports the notebook already has), then the reference, renamed to the stub's name."""
+    solution = solution_of(stub, already_imported)
+    imports = solution.imports + (["", ""] if solution.imports else [])
+    return [solution.header()] + imports + solution.helpers + solution.definition
 
 
 def imported_names(sources: list[str]) -> set[str]:

@@ -4,8 +4,8 @@
 
 A stored chapter shows its results; a student copy makes the student produce them. What changes, cell by cell:
 outputs, execution counts and run timings are removed, and so is the stored widget state. An nbval marker written
-as a first comment line (`# NBVAL_CHECK_OUTPUT`, `# NBVAL_IGNORE_OUTPUT`, `# NBVAL_SKIP`) becomes the equivalent
-cell tag: the student reads clean code and the cell is still checked the same way when the copy is run under nbval
+as a comment line (`# NBVAL_CHECK_OUTPUT`, `# NBVAL_IGNORE_OUTPUT`, `# NBVAL_SKIP`) becomes the equivalent cell
+tag: the student reads clean code and the cell is still checked the same way when the copy is run under nbval
 (tests/test_classroom.py runs a student copy and compares those cells with the stored chapter). Nothing else is
 touched: sources, tags and the kernelspec stay as they are.
 """
@@ -21,19 +21,27 @@ import nbformat
 from tools.exercises import NOTEBOOKS, ROOT, chapter_notebooks
 
 DEFAULT_OUT = ROOT / "build" / "classroom" / "student"
-MARKER_TAGS = {"# NBVAL_CHECK_OUTPUT": "nbval-check-output", "# NBVAL_IGNORE_OUTPUT": "nbval-ignore-output",
-               "# NBVAL_SKIP": "nbval-skip"}
+# nbval's comment markers (a comment line anywhere in the cell) and the cell tags that mean the same
+MARKER_TAGS = {"NBVAL_CHECK_OUTPUT": "nbval-check-output", "NBVAL_IGNORE_OUTPUT": "nbval-ignore-output",
+               "NBVAL_SKIP": "nbval-skip", "NBVAL_RAISES_EXCEPTION": "nbval-raises-exception"}
+
+
+def marker_tag(line: str) -> str | None:
+    """The tag equivalent to an nbval marker line (read as nbval reads it), None for any other line."""
+    stripped = line.strip()
+    return MARKER_TAGS.get(stripped.lstrip("#").strip()) if stripped.startswith("#") else None
 
 
 def markers_to_tags(cell) -> None:
-    """Move nbval comment markers at the top of a code cell into its tags (nbval reads either)."""
-    lines = cell.source.split("\n")
-    while lines and lines[0].strip() in MARKER_TAGS:
-        tag = MARKER_TAGS[lines.pop(0).strip()]
-        tags = cell.metadata.setdefault("tags", [])
-        if tag not in tags:
-            tags.append(tag)
-    cell.source = "\n".join(lines)
+    """Move a code cell's nbval comment markers into its tags (nbval reads either)."""
+    kept = []
+    for line in cell.source.split("\n"):
+        tag = marker_tag(line)
+        if tag is None:
+            kept.append(line)
+        elif tag not in cell.metadata.setdefault("tags", []):
+            cell.metadata.tags.append(tag)
+    cell.source = "\n".join(kept)
 
 
 def clear_outputs(notebook) -> None:
