@@ -77,7 +77,7 @@ def check_chapter(python: Path, notebook: Path) -> float:
         result = run([str(python), "-c", RUNNER, str(copy), folder], env=env, cwd=folder, capture_output=True,
                      text=True)
         origin = result.stdout.strip().splitlines()[-1].removeprefix("BERTNB_FROM ")
-        if not origin.startswith(str(python.parent.parent)) or str(ROOT) in origin:
+        if not Path(origin).resolve().is_relative_to(python.parent.parent.resolve() / "lib"):  # env's site-packages
             sys.exit(f"{notebook.name} imported bertnb from {origin}, not from the installed wheel")
         return time.perf_counter() - start
 
