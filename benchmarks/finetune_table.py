@@ -83,13 +83,14 @@ def mean_std(values: list[float]) -> str:
 
 ROW_NAMES = {"majority": "majority class", "bag-of-words": "bag-of-words logistic regression",
              "random": "small BERT, random init", "checkpoint": "small BERT, course checkpoint",
-             "minilm": "MiniLM (6 x 384, real pretraining)", "checkpoint-long": "small BERT, course checkpoint, longer"}
+             "minilm": "MiniLM (6 x 384, real pretraining)", "checkpoint-long": "small BERT, course checkpoint, longer",
+             "minilm-long": "MiniLM, longer"}
 
 
 def markdown_table(rows: list[dict], task: str, pretraining: float | None) -> str:
     lines = ["| model | pretraining (min) | fine-tuning steps x batch | fine-tuning (min, mean) | seeds | "
              "test accuracy | test macro-F1 |", "|---|---|---|---|---|---|---|"]
-    for name in ("majority", "bag-of-words", "random", "checkpoint", "checkpoint-long", "minilm"):
+    for name in ("majority", "bag-of-words", "random", "checkpoint", "checkpoint-long", "minilm", "minilm-long"):
         group = [r for r in rows if r["task"] == task and r["model"] == name]
         if not group:
             continue
@@ -100,7 +101,7 @@ def markdown_table(rows: list[dict], task: str, pretraining: float | None) -> st
                          f"| – | {accuracy} | {f1} |")
             continue
         minutes = statistics.mean(r["fine_tuning_seconds"] for r in group) / 60
-        before = "0" if name == "random" else "not ours" if name == "minilm" else f"{pretraining:.0f}"
+        before = "0" if name == "random" else "not ours" if name.startswith("minilm") else f"{pretraining:.0f}"
         lines.append(f"| {ROW_NAMES[name]} | {before} | {group[0]['steps']} x {group[0]['batch_size']} | "
                      f"{minutes:.1f} | {len(group)} | {accuracy} | {f1} |")
     return "\n".join(lines)
@@ -113,7 +114,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path("runs/finetune_table.json"))
     parser.add_argument("--long-steps", type=int, default=None,
-                        help="also fine-tune the checkpoint this many steps, first seed only (does longer pay?)")
+                        help="also fine-tune --long-encoders this many steps, first seed only (does longer pay?)")
+    parser.add_argument("--long-encoders", nargs="+", choices=("checkpoint", "minilm"), default=["checkpoint"])
+    parser.add_argument("--only-long", action="store_true", help="skip the baselines and the standard rows")
     parser.add_argument("--table-only", action="store_true", help="print the tables of --out and stop")
     args = parser.parse_args(argv)
     if args.table_only:
@@ -128,19 +131,21 @@ def main(argv=None) -> list[dict]:
                                         "recipe": RECIPE, "minilm": MINILM, "rows": rows}, indent=1))
 
     for task in args.tasks:
-        rows.extend(run_baselines(task))
+        rows.extend([] if args.only_long else run_baselines(task))
         save()
-        for encoder_name in ENCODERS[task]:
+        for encoder_name in [] if args.only_long else ENCODERS[task]:
             for seed in args.seeds:
                 rows.append(run_bert(task, encoder_name, seed))
                 r = rows[-1]
                 print(f"{task} {encoder_name} seed {seed}: test accuracy {r['test']['accuracy']:.3f} "
                       f"macro-F1 {r['test']['macro_f1']:.3f} ({r['fine_tuning_seconds']:.0f} s)", flush=True)
                 save()
-        if args.long_steps:
-            rows.append(run_bert(task, "checkpoint", args.seeds[0], steps=args.long_steps))
-            print(f"{task} checkpoint {args.long_steps} steps: test accuracy {rows[-1]['test']['accuracy']:.3f}",
-                  flush=True)
+        for encoder_name in args.long_encoders if args.long_steps else []:
+            if encoder_name not in ENCODERS[task]:
+                continue
+            rows.append(run_bert(task, encoder_name, args.seeds[0], steps=args.long_steps))
+            print(f"{task} {encoder_name} {args.long_steps} steps: test accuracy "
+                  f"{rows[-1]['test']['accuracy']:.3f}", flush=True)
             save()
     return print_tables(rows, args.tasks)
 
