@@ -6,19 +6,24 @@ PY     := $(VENV)/bin/python
 #   make setup TORCH_INDEX=<index URL>
 TORCH_INDEX ?=
 PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+# With no network (a classroom): install only from a wheelhouse made by `python -m tools.wheelhouse`:
+#   make setup WHEELHOUSE=build/classroom/wheelhouse
+WHEELHOUSE ?=
+PIP_SOURCE := $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE),$(PIP_INDEX))
 # the test environment: notebooks in fast mode, no progress bars (their output changes every run), and offline:
 # tests/offline/sitecustomize.py cuts the network (except loopback) in every process, notebook kernels included
 TEST_ENV := BERTNB_FAST=1 TQDM_DISABLE=1 MPLBACKEND=Agg BERTNB_OFFLINE=1 PYTHONPATH=$(CURDIR)/tests/offline \
             HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: setup lab test test-slow test-wheel test-faults test-browser bench clean
+.PHONY: setup lab test test-slow test-wheel test-faults test-browser test-classroom student-copies solved-copies \
+        nbgrader-release wheelhouse bench clean
 
 setup: $(VENV)/.installed
 
 # Reinstalls only when the pins change, so a second `make test` reuses the venv in seconds.
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_INDEX) -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_SOURCE) -r requirements.txt
 	touch $@
 
 # As root (containers, cloud VMs) JupyterLab refuses to start without --allow-root.
@@ -48,6 +53,24 @@ test-browser: setup
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check "playwright>=1.50"
 	$(PY) -m tests.run_browser_test
+
+# The classroom kit (docs/TEACHING.md): copies to hand out, solved copies, an nbgrader release, a wheelhouse.
+student-copies: setup
+	$(PY) -m tools.student_copies --out build/classroom/student
+
+solved-copies: setup
+	$(PY) -m tools.solved_copies --out build/classroom/solved
+
+nbgrader-release: setup
+	$(PY) -m tools.nbgrader_release --out build/classroom/nbgrader
+
+# e.g. make wheelhouse WHEELHOUSE_ARGS="--platform windows-x86_64 --python-version 3.12"
+wheelhouse: setup
+	$(PY) -m tools.wheelhouse --out build/classroom/wheelhouse $(WHEELHOUSE_ARGS)
+
+# Every solved copy run (fast mode) with every check correct; a wheelhouse installed into a fresh venv offline.
+test-classroom: setup
+	$(PY) -m tests.run_classroom_check
 
 bench: setup
 	$(PY) benchmarks/pretrain_step.py
