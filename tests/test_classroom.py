@@ -13,7 +13,8 @@ from nbclient import NotebookClient
 
 from tools import nbgrader_release, wheelhouse
 from tools.exercises import (NOTEBOOKS, SOLUTIONS, MissingSolution, Stub, chapter_notebooks, find_stubs,
-                             reference_of, solution_lines, solved_source, stubs_in_cell, unmatched_solutions)
+                             reference_of, solution_lines, solved_source, stubs_in_cell, test_files_of,
+                             unmatched_solutions)
 from tools.solved_copies import check_results, write_solved_copy
 from tools.student_copies import fresh_folder, marker_tag, write_student_copies
 
@@ -54,18 +55,30 @@ def test_every_chapter_has_at_least_two_exercises():
 
 def test_no_solution_entry_is_left_without_its_stub():
     assert unmatched_solutions(STUBS) == []
-    assert len(STUBS) == sum(len(names) for names in SOLUTIONS.values())
+
+
+def test_the_naming_rule_and_its_exceptions():
+    def stub(chapter, name, kind):
+        return Stub(NOTEBOOKS / f"{chapter}_x.ipynb", 0, name, kind, 1, 2, None)
+
+    assert [path.name for path in test_files_of("01")] == ["test_checks_ch00_02.py"]
+    assert reference_of(stub("07", "my_cosine_factor", "function")) == ("test_checks_ch07.py", "cosine_factor")
+    assert reference_of(stub("08", "initial_loss", "value")) == ("test_checks_ch08.py", "INITIAL_LOSS")
+    assert reference_of(stub("10", "predicted", "value")) == ("test_checks_ch10.py", "NODE_COUNTS")
+    with pytest.raises(MissingSolution, match="Define NO_SUCH_ANSWER or no_such_answer .once."):
+        reference_of(stub("07", "no_such_answer", "value"))
 
 
 def test_a_new_stub_without_a_solution_fails_loudly_saying_what_to_add():
     stub = Stub(NOTEBOOKS / "07_pretraining.ipynb", 3, "my_new_exercise", "function", 1, 2, "ch07.check_new")
-    with pytest.raises(MissingSolution, match=r"SOLUTIONS\['07'\] in tools/exercises.py"):
+    with pytest.raises(MissingSolution, match=r"no reference solution. Define new_exercise .once. in the chapter's "
+                                              r"test file \(test_checks_ch07.py\).*SOLUTIONS\['07'\]"):
         solution_lines(stub)
 
 
 def test_an_entry_naming_a_missing_reference_fails_loudly(monkeypatch):
-    stub = next(stub for stub in STUBS if stub.name == "my_cosine_factor")
-    monkeypatch.setitem(SOLUTIONS["07"], "my_cosine_factor", "test_checks_ch07.py::no_such_function")
+    stub = Stub(NOTEBOOKS / "07_pretraining.ipynb", 3, "my_new_exercise", "function", 1, 2, "ch07.check_new")
+    monkeypatch.setitem(SOLUTIONS, "07", {"my_new_exercise": "test_checks_ch07.py::no_such_function"})
     with pytest.raises(MissingSolution, match="defines no function 'no_such_function'"):
         solution_lines(stub)
 

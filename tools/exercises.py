@@ -2,10 +2,16 @@
 
 A stub is what a chapter hands the student: a function whose body is only `raise NotImplementedError`, or an
 answer `name = None`, followed in the same cell by a check call `chNN.check_xxx(name)`. The reference solutions
-live in `tests/test_checks_chNN.py`, never in a notebook, and the tests prove each check accepts its reference.
-`SOLUTIONS` below names, for every stub, the function (or constant) in the tests that solves it: the one table a
-new exercise must be added to. `python -m tools.exercises` lists every stub and its solution, and fails (like
-tests/test_classroom.py) when a stub has none or an entry names a stub that no longer exists.
+live in `tests/test_checks_chNN.py` (a file may cover several chapters: `test_checks_ch00_02.py`), never in a
+notebook, and the tests prove each check accepts its reference.
+
+The link from a stub to its reference is a naming rule with a table of exceptions:
+- the rule: stub `my_cosine_factor` (or `cosine_factor`) of chapter 07 is solved by the function
+  `cosine_factor` in a test file covering chapter 07; an answer `initial_loss = None` by the constant
+  `INITIAL_LOSS` (or `initial_loss`). Exactly one definition must match;
+- `SOLUTIONS` names the reference where the rule does not apply.
+`python -m tools.exercises` lists every stub and its solution, and fails (as tests/test_classroom.py does) when a
+stub has none, or a `SOLUTIONS` entry names a stub that no longer exists.
 
 The solved copies (`tools.solved_copies`) and the nbgrader release (`tools.nbgrader_release`) read the reference's
 source from the test file (with the imports and helper functions it needs), rename it to the stub's name, and put
@@ -29,38 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 TESTS = ROOT / "tests"
 
-# chapter number -> {the name a stub defines: "test file::the reference solution's name in it"}.
-# Names differ on purpose: a notebook says my_cosine_factor so it never shadows the package's own function.
+# The exceptions to the naming rule: chapter number -> {the name a stub defines: "test file::reference name"}.
 SOLUTIONS = {
-    "00": {"my_encoder_layer_params": "test_checks_ch00_02.py::encoder_layer_params",
-           "my_mlm_logits_shape": "test_checks_ch00_02.py::mlm_logits_shape"},
-    "01": {"my_truncate_pair": "test_checks_ch00_02.py::truncate_pair",
-           "my_word_ids": "test_checks_ch00_02.py::word_ids"},
-    "02": {"my_embedding_params": "test_checks_ch00_02.py::embedding_params",
-           "my_embedding_sum": "test_checks_ch00_02.py::embedding_sum"},
-    "03": {"my_masked_softmax": "test_checks_ch03_04.py::masked_softmax",
-           "my_attention_entropy": "test_checks_ch03_04.py::attention_entropy",
-           "my_previous_token_score": "test_checks_ch03_04.py::previous_token_score"},
-    "04": {"my_mean_pool": "test_checks_ch03_04.py::mean_pool",
-           "my_pre_ln_forward": "test_checks_ch03_04.py::pre_ln_forward",
-           "my_most_similar": "test_checks_ch03_04.py::most_similar"},
-    "05": {"my_num_to_predict": "test_checks_ch05_06.py::num_to_predict",
-           "my_gather": "test_checks_ch05_06.py::gather",
-           "my_pad_share": "test_checks_ch05_06.py::pad_share"},
-    "06": {"my_nsp_label": "test_checks_ch05_06.py::nsp_label",
-           "my_pooler": "test_checks_ch05_06.py::pooler",
-           "my_other_document": "test_checks_ch05_06.py::other_document"},
-    "07": {"my_cosine_factor": "test_checks_ch07.py::cosine_factor",
-           "my_split_decay": "test_checks_ch07.py::split_decay",
-           "my_most_frequent": "test_checks_ch07.py::most_frequent",
-           "my_unigram_entropy": "test_checks_ch07.py::unigram_entropy"},
-    "08": {"freeze_bottom": "test_checks_ch08.py::freeze_bottom",
-           "encode_pairs": "test_checks_ch08.py::encode_pairs",
-           "initial_loss": "test_checks_ch08.py::INITIAL_LOSS"},
-    "09": {"my_head_entropy": "test_checks_ch09.py::head_entropy",
-           "my_attention_distance": "test_checks_ch09.py::attention_distance"},
-    "10": {"sentence_embedding": "test_checks_ch10.py::sentence_embedding",
-           "predicted": "test_checks_ch10.py::NODE_COUNTS"},
+    "10": {"predicted": "test_checks_ch10.py::NODE_COUNTS"},  # the answer is named for what the student does
 }
 
 
@@ -162,16 +139,35 @@ def _test_module(file_name: str) -> tuple[str, ast.Module]:
     return source, ast.parse(source)
 
 
+def test_files_of(chapter: str) -> list[Path]:
+    """The test files holding a chapter's reference solutions: test_checks_ch07.py, test_checks_ch05_06.py..."""
+    files = []
+    for path in sorted(TESTS.glob("test_checks_ch*.py")):
+        numbers = re.fullmatch(r"test_checks_ch(\d\d)(?:_(\d\d))?\.py", path.name)
+        if numbers and int(numbers[1]) <= int(chapter) <= int(numbers[2] or numbers[1]):
+            files.append(path)
+    return files
+
+
 def reference_of(stub: Stub) -> tuple[str, str]:
-    """(test file name, reference name) for a stub; MissingSolution, saying what to add, when there is none."""
+    """(test file name, reference name) for a stub, by `SOLUTIONS` or else the naming rule (module docstring);
+    MissingSolution, saying what to add, when there is none or more than one."""
     entry = SOLUTIONS.get(stub.chapter, {}).get(stub.name)
-    if entry is None:
-        raise MissingSolution(
-            f"{stub.where()}: no reference solution. Write it in tests/test_checks_ch{stub.chapter}*.py (with a "
-            f"test that {stub.check or 'the check'} accepts it) and add "
-            f"'{stub.name}': 'test_checks_chNN.py::its_name' to SOLUTIONS['{stub.chapter}'] in tools/exercises.py")
-    file_name, name = entry.split("::")
-    return file_name, name
+    if entry is not None:
+        file_name, name = entry.split("::")
+        return file_name, name
+    base = stub.name.removeprefix("my_")
+    wanted = [base] if stub.kind == "function" else [base.upper(), base]
+    found = [(path.name, name) for path in test_files_of(stub.chapter) for name in wanted
+             if name in _definitions(_test_module(path.name)[1])]
+    if len(found) == 1:
+        return found[0]
+    files = ", ".join(path.name for path in test_files_of(stub.chapter)) or f"no test_checks_ch{stub.chapter}*.py"
+    problem = "no reference solution" if not found else f"more than one reference solution {found}"
+    raise MissingSolution(
+        f"{stub.where()}: {problem}. Define {' or '.join(wanted)} (once) in the chapter's test file ({files}), with "
+        f"a test that {stub.check or 'its check'} accepts it, or name the reference in SOLUTIONS['{stub.chapter}'] "
+        f"in tools/exercises.py")
 
 
 def _definitions(tree: ast.Module) -> dict[str, ast.stmt]:
