@@ -42,26 +42,21 @@ def _setting(default, help: str, low=None, high=None, low_open: bool = False, ch
                                             "choices": choices, "flag": flag, "check": check})
 
 
-def _check_corpus(name: str, value) -> str:
-    """A built-in corpus name, or an existing file or folder (kept as an absolute path: resume finds it)."""
-    if value in CORPORA:
-        return value
-    if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
-        return str(Path(value).resolve())
-    raise ValueError(f"{name} must be one of {', '.join(map(repr, CORPORA))} or the path of a UTF-8 text file or "
-                     f"folder of them; got {value!r} (no such file or folder)")
+def _name_or_path(names: tuple, path_is: str):
+    """A check that keeps one of `names`, or an existing path (made absolute: a resumed run finds it)."""
+    def check(name: str, value) -> str:
+        if value in names:
+            return value
+        if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
+            return str(Path(value).resolve())
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, names))} or the path of {path_is}; got "
+                         f"{value!r} (no such file or folder)")
+    return check
 
 
 VOCAB_KINDS = ("auto", "english", "char", "wordpiece")
-
-
-def _check_vocab(name: str, value) -> str:
-    if value in VOCAB_KINDS:
-        return value
-    if isinstance(value, (str, Path)) and str(value) and Path(value).is_file():
-        return str(Path(value).resolve())
-    raise ValueError(f"{name} must be one of {', '.join(map(repr, VOCAB_KINDS))} or the path of a vocab.txt; "
-                     f"got {value!r}")
+_check_corpus = _name_or_path(CORPORA, "a UTF-8 text file or folder of them")
+_check_vocab = _name_or_path(VOCAB_KINDS, "a vocab.txt")
 
 
 @dataclass
