@@ -7,19 +7,22 @@ import numpy as np
 
 
 def heatmap(matrix, xlabels=None, ylabels=None, title="", ax=None, cmap="viridis", colorbar=True,
-            vmin=None, vmax=None):
-    """A labelled heatmap of a 2-D tensor or array (attention weights, similarities). Built in chapter 02."""
+            vmin=None, vmax=None, colorbar_label=None, tick_fontsize=9):
+    """A labelled heatmap of a 2-D tensor or array (attention weights, similarities), its colorbar labelled
+    with `colorbar_label` (what the colour measures). Built in chapter 02."""
     values = matrix.detach().cpu().numpy() if hasattr(matrix, "detach") else matrix
     if ax is None:
         _, ax = plt.subplots(figsize=(max(3, 0.35 * values.shape[1] + 1.5), max(2.5, 0.3 * values.shape[0] + 1)))
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     if xlabels is not None:
-        ax.set_xticks(range(len(xlabels)), xlabels, rotation=90, fontsize=8)
+        ax.set_xticks(range(len(xlabels)), xlabels, rotation=90, fontsize=tick_fontsize)
     if ylabels is not None:
-        ax.set_yticks(range(len(ylabels)), ylabels, fontsize=8)
+        ax.set_yticks(range(len(ylabels)), ylabels, fontsize=tick_fontsize)
     ax.set_title(title)
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        if colorbar_label:
+            bar.set_label(colorbar_label)
     return ax
 
 
@@ -35,7 +38,7 @@ def draw_bert_architecture(cfg=None, ax=None):
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(9.5, 11.5))
+        _, ax = plt.subplots(figsize=(8.5, 10.5))
     ax.set_xlim(0, 12)
     ax.set_ylim(0, 16)
     ax.axis("off")
@@ -100,7 +103,7 @@ def draw_bert_architecture(cfg=None, ax=None):
     box(3, 1.0, 3.4, 0.6, "mlm_logits  [B, p, V]", "tensor")
     arrow(3, 3.4, 3, 2.9)
     arrow(3, 2.0, 3, 1.3)
-    box(9, 3.8, 4.4, 0.8, "<cls> vector  X[:, 0]  [B, n]\npooler: dense + tanh  ->  [B, n]", "head")
+    box(9, 3.8, 4.4, 0.8, "[CLS] vector  X[:, 0]  [B, n]\npooler: dense + tanh  ->  [B, n]", "head")
     box(9, 2.45, 4.4, 0.9, "next sentence prediction head\ndense n -> 2", "head")
     box(9, 1.0, 3.4, 0.6, "nsp_logits  [B, 2]", "tensor")
     arrow(9, 3.4, 9, 2.9)
@@ -170,10 +173,14 @@ class LiveLossPlot:
     runs. Built in chapter 07.
 
     Left: the training MLM loss per step (faint) and its moving average, the held-out MLM loss at each
-    evaluation, and the unigram entropy a context-blind model would score. Right: held-out MLM and NSP
-    accuracy against their trivial baselines. Redrawn every `every` steps, after each evaluation and at the
-    end, in place (`display(..., display_id=True)` then `handle.update(fig)`). Outside a notebook kernel it
-    does nothing; `figure()` still draws the current state (e.g. to save it).
+    evaluation (and on [MASK] slots alone, when the evaluation splits it: `bertnb.metrics.evaluate(...,
+    mask_id=...)`), against the held-out cross-entropy of the training unigram (what ignoring the context
+    scores) and, when the baselines hold them, of the n-gram rivals (`bertnb.rivals.rival_baselines`). Right:
+    held-out accuracy ([MASK] slots first, when split) and NSP accuracy against the same rivals (or chance).
+    Both y axes are zoomed on the curves and lines that matter, not on the first steps' loss. Redrawn every
+    `every` steps, after each evaluation and at the end, in place (`display(..., display_id=True)` then
+    `handle.update(fig)`). Outside a notebook kernel it does nothing; `figure()` still draws the current
+    state (e.g. to save it).
     """
 
     def __init__(self, every: int = 10, figsize=(8.0, 2.8), dpi: int = 100, smoothing: int = 20):
@@ -209,36 +216,70 @@ class LiveLossPlot:
         ax_loss, ax_acc = fig.subplots(1, 2)
         if event is None:
             return fig
-        total, losses, history, base = event["total_steps"], event["losses"], event["history"], event.get("baselines")
-        steps = [r["step"] for r in losses]
-        if losses:
-            values = [r["mlm_loss"] for r in losses]
-            ax_loss.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
-            ax_loss.plot(steps, _moving_average(values, self.smoothing), color="tab:blue",
-                         label="train MLM loss")
-        if history:
-            ax_loss.plot([h["step"] for h in history], [h["mlm_loss"] for h in history], "o-", color="black",
-                         markersize=3, label="held-out MLM loss")
-        if base:
-            ax_loss.axhline(base["mlm_unigram_entropy"], color="black", linestyle=":", linewidth=1,
-                            label="unigram entropy")
-        ax_loss.set(xlim=(0, total), xlabel="step", ylabel="nats per masked token", title="MLM loss")
-        ax_loss.legend(fontsize=7, loc="upper right")
-
-        if history:
-            hs = [h["step"] for h in history]
-            ax_acc.plot(hs, [h["mlm_accuracy"] for h in history], "o-", color="tab:orange", markersize=3,
-                        label="MLM (held-out)")
-            ax_acc.plot(hs, [h["nsp_accuracy"] for h in history], "o-", color="tab:green", markersize=3,
-                        label="NSP (held-out)")
-        if base:
-            ax_acc.axhline(base["mlm_most_frequent_heldout_accuracy"], color="tab:orange", linestyle=":",
-                           linewidth=1, label="MLM: most frequent token")
-            ax_acc.axhline(base["nsp_accuracy"], color="tab:green", linestyle=":", linewidth=1,
-                           label="NSP: chance")
-        ax_acc.set(xlim=(0, total), xlabel="step", ylabel="accuracy", title="held-out accuracy")
-        ax_acc.legend(fontsize=7, loc="upper left")
+        total, history, base = event["total_steps"], event["history"], event.get("baselines") or {}
+        self._draw_loss(ax_loss, event["losses"], history, base, total)
+        self._draw_accuracy(ax_acc, history, base, total)
         return fig
+
+    def _draw_loss(self, ax, losses, history, base, total) -> None:
+        shown = []  # every value the zoomed y axis must keep in view
+        if losses:
+            steps, values = [r["step"] for r in losses], [r["mlm_loss"] for r in losses]
+            smooth = _moving_average(values, self.smoothing)
+            ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, smooth, color="tab:blue", label="train MLM loss")
+            shown += list(smooth[len(smooth) // 10:])  # the first tenth (the fall from ln V) may leave the view
+        hs = [h["step"] for h in history]
+        for key, style, label in (("mlm_loss", "o-", "held-out, all slots"), ("mlm_loss_mask", "s-", "held-out, [MASK] slots")):
+            values = [h.get(key) for h in history]
+            if values and all(v is not None for v in values):
+                ax.plot(hs, values, style, color="black", markersize=3, linewidth=1 if key == "mlm_loss" else 1.6,
+                        alpha=0.5 if key == "mlm_loss" else 1.0, label=label)
+                shown += values
+        for key, style, label in (("mlm_unigram_heldout_cross_entropy", ":", "unigram (held-out)"),
+                                  ("mlm_two_sided_cross_entropy", "--", "two-sided n-gram")):
+            if key in base:
+                ax.axhline(base[key], color="tab:red", linestyle=style, linewidth=1, label=label)
+                shown.append(base[key])
+        if "mlm_unigram_heldout_cross_entropy" not in base and "mlm_unigram_entropy" in base:  # an older run
+            ax.axhline(base["mlm_unigram_entropy"], color="tab:red", linestyle=":", linewidth=1,
+                       label="unigram entropy (in-sample)")
+            shown.append(base["mlm_unigram_entropy"])
+        ax.set(xlim=(0, total), xlabel="step", ylabel="nats per masked token", title="MLM loss")
+        if shown:
+            low, high = min(shown), max(shown)
+            margin = 0.1 * (high - low) + 0.05
+            ax.set_ylim(low - margin, high + margin)
+        ax.legend(fontsize=6, loc="upper right")
+
+    def _draw_accuracy(self, ax, history, base, total) -> None:
+        shown = []
+        hs = [h["step"] for h in history]
+        split = bool(history) and all(h.get("mlm_accuracy_mask") is not None for h in history)
+        curves = [("mlm_accuracy_mask", "s-", 1.0, "MLM, [MASK] slots")] if split else []
+        curves += [("mlm_accuracy", "o-", 0.5 if split else 1.0, "MLM, all slots"),
+                   ("nsp_accuracy", "o-", 1.0, "NSP")]
+        for key, style, alpha, label in curves:
+            if history:
+                values = [h[key] for h in history]
+                ax.plot(hs, values, style, color="tab:green" if key == "nsp_accuracy" else "tab:orange",
+                        markersize=3, alpha=alpha, label=f"{label} (held-out)")
+                shown += values
+        if "mlm_two_sided_mask_accuracy" in base:
+            rival, label = base["mlm_two_sided_mask_accuracy"], "MLM rival: two-sided n-gram, [MASK]"
+        else:
+            rival, label = base.get("mlm_most_frequent_heldout_accuracy"), "MLM: most frequent token"
+        if rival is not None:
+            ax.axhline(rival, color="tab:orange", linestyle="--", linewidth=1, label=label)
+            shown.append(rival)
+        nsp_rival = base.get("nsp_text_blind_accuracy", base.get("nsp_accuracy"))
+        if nsp_rival is not None:
+            ax.axhline(nsp_rival, color="tab:green", linestyle=":", linewidth=1,
+                       label="NSP: text-blind" if "nsp_text_blind_accuracy" in base else "NSP: chance")
+            shown.append(nsp_rival)
+        ax.set(xlim=(0, total), xlabel="step", ylabel="accuracy", title="held-out accuracy")
+        ax.set_ylim(0, min(1.0, 1.15 * max(shown, default=1.0)))
+        ax.legend(fontsize=6, loc="lower right" if split else "upper left")
 
 
 # --------------------------------------------------------------------------------------------------------
