@@ -5,7 +5,10 @@ The slow parts (every solved copy, nbgrader itself, an offline install from a wh
 tests/run_classroom_check.py (make test-classroom)."""
 
 import importlib
+import json
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -264,6 +267,17 @@ def test_the_wheelhouse_platforms_list_every_tag_pip_needs():
     assert linux[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in linux  # torch; safetensors
     assert "macosx_14_0_arm64" in wheelhouse.PLATFORMS["macos-arm64"]  # torch 2.13's macOS wheel
     assert wheelhouse.PLATFORMS["windows-x86_64"] == ["win_amd64"]
+
+
+def test_the_wheelhouse_resolves_markers_for_the_target_machine():
+    """pip would evaluate `; platform_system == "Linux"` (torch's CUDA wheels) for this machine (pip #11664)."""
+    windows = wheelhouse.marker_values("windows-x86_64", "3.12")
+    assert windows["platform_system"] == "Windows" and windows["python_version"] == "3.12"
+    assert wheelhouse.marker_values("this", "") == {}
+    assert set(wheelhouse.TARGET_MARKERS) == set(wheelhouse.PLATFORMS) - {"this"}
+    script = ["-c", wheelhouse.PIP_FOR_TARGET, json.dumps(windows), "--version"]  # pip starts with the patch in
+    assert subprocess.run([sys.executable, *script], capture_output=True, text=True, check=True).stdout.startswith(
+        "pip ")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -23,6 +23,7 @@ PyPI's alternative, PyTorch's CPU index: `--torch-index <the CPU index URL on py
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -64,6 +65,40 @@ PLATFORMS = {
 }
 
 
+# pip evaluates environment markers (`nvidia-nccl-cu13; platform_system == "Linux"`, `; python_version < "3.12"`)
+# for the machine it runs on, not for --platform / --python-version (pip issue #11664): from Linux, torch's Linux-only
+# CUDA dependencies would be wanted for Windows too. So pip runs with the target machine's marker values.
+TARGET_MARKERS = {
+    "linux-x86_64": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                     "platform_machine": "x86_64"},
+    "linux-aarch64": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                      "platform_machine": "aarch64"},
+    "macos-arm64": {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix",
+                    "platform_machine": "arm64"},
+    "macos-x86_64": {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix",
+                     "platform_machine": "x86_64"},
+    "windows-x86_64": {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
+                       "platform_machine": "AMD64"},
+}
+# pip, run with `default_environment` (what markers are evaluated against) replaced by the target's values
+PIP_FOR_TARGET = """
+import json, sys
+from pip._vendor.packaging import markers
+host, target = markers.default_environment, json.loads(sys.argv[1])
+markers.default_environment = lambda: {**host(), **target}
+from pip._internal.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def marker_values(platform: str, python_version: str) -> dict:
+    """The environment-marker values of the machines the wheelhouse is for ({} for this machine)."""
+    values = dict(TARGET_MARKERS.get(platform, {}))
+    if python_version:
+        values.update(python_version=python_version, python_full_version=f"{python_version}.0")
+    return values
+
+
 def requirement_lines() -> list[str]:
     """requirements.txt's package lines (no comments, no `-e .`) and the build backend of the editable install."""
     lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
@@ -72,10 +107,13 @@ def requirement_lines() -> list[str]:
     return packages + list(build)
 
 
-def pip(*args: str) -> None:
-    """Run pip with this interpreter; a failure stops the command with pip's own message above it."""
+def pip(*args: str, markers: dict | None = None) -> None:
+    """Run pip with this interpreter (with the target's marker values when given); a failure stops the command
+    with pip's own message above it."""
     command = [sys.executable, "-m", "pip", *args]
-    print("+", " ".join(command), flush=True)
+    if markers:
+        command = [sys.executable, "-c", PIP_FOR_TARGET, json.dumps(markers), *args]
+    print("+", " ".join(["pip", *args]), f"(markers: {markers})" if markers else "", flush=True)
     subprocess.run(command, check=True)
 
 
@@ -104,7 +142,8 @@ def download(out: Path, platform: str, python_version: str, torch_index: str | N
     sources = ["--find-links", str(out)] + [flag for folder in find_links for flag in ("--find-links", folder)]
     if torch_index:
         sources += ["--extra-index-url", torch_index]
-    pip("download", "--quiet", "--only-binary=:all:", "--dest", str(out), "-r", listing.name, *target, *sources)
+    pip("download", "--quiet", "--only-binary=:all:", "--dest", str(out), "-r", listing.name, *target, *sources,
+        markers=marker_values(platform, python_version))
     Path(listing.name).unlink()
     pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT))  # bertnb itself
     return sorted(out.glob("*.whl"))
