@@ -127,8 +127,7 @@ def shares_vs_targets(shares, targets=None, ax=None, title="", ylabel="share"):
     values = [100 * shares[label] for label in labels]
     bars = ax.bar(labels, values, color="#9fc5e8", edgecolor="#555555")
     for bar, value in zip(bars, values):
-        ax.text(bar.get_x() + bar.get_width() / 2, value + 2.5, f"{value:.1f} %", ha="center", va="bottom",
-                fontsize=8)
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 2.5, f"{value:.1f} %", ha="center", va="bottom")
     marked = False
     for i, label in enumerate(labels):
         if targets and label in targets:
@@ -136,8 +135,8 @@ def shares_vs_targets(shares, targets=None, ax=None, title="", ylabel="share"):
                       label=None if marked else "target")
             marked = True
     if marked:
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_ylim(0, 110)
+        ax.legend(loc="upper right")
+    ax.set_ylim(0, 115)
     ax.set_ylabel(f"{ylabel} (%)")
     ax.set_title(title)
     return ax
@@ -279,7 +278,7 @@ class LiveLossPlot:
             shown.append(nsp_rival)
         ax.set(xlim=(0, total), xlabel="step", ylabel="accuracy", title="held-out accuracy")
         ax.set_ylim(0, min(1.0, 1.15 * max(shown, default=1.0)))
-        ax.legend(fontsize=6, loc="lower right" if split else "upper left")
+        ax.legend(fontsize=6, loc="best")
 
 
 # --------------------------------------------------------------------------------------------------------
