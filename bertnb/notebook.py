@@ -25,12 +25,14 @@ def set_seed(seed: int = 0) -> None:
 
 
 def setup(seed: int = 0) -> None:
-    """Seed everything and set quiet, small figure defaults (stored outputs stay small). Built in chapter 00."""
+    """Seed everything and set figure defaults that read on a projector: 100 dpi and 11 pt text, with modest
+    figure sizes so that the PNGs stored in the notebooks stay small. Built in chapter 00."""
     import matplotlib
 
     set_seed(seed)
-    matplotlib.rcParams.update({"figure.figsize": (6, 3.5), "figure.dpi": 72, "savefig.dpi": 72,
-                                "axes.grid": False, "font.size": 9})
+    matplotlib.rcParams.update({"figure.figsize": (6, 3.5), "figure.dpi": 100, "savefig.dpi": 100,
+                                "axes.grid": False, "font.size": 11, "axes.titlesize": 11,
+                                "axes.labelsize": 11, "legend.fontsize": 10})
     torch.set_printoptions(precision=4, sci_mode=False)
 
 

@@ -1,6 +1,8 @@
 """The exercise checks of chapters 00-02: each accepts the reference solution (kept here, not in the
 notebooks), rejects a wrong answer without raising, and says "not solved yet" for the notebook's stub."""
 
+import math
+
 import pytest
 import torch
 
@@ -23,8 +25,10 @@ def encoder_layer_params(cfg):
     return attention + norms + ffn
 
 
-def mlm_logits_shape(B, m, p, V):
-    return (B, p, V)  # m does not appear: only the p gathered positions go through the head
+def break_even_hidden_size(V, L):
+    # one layer with f = 4n: attention 4n² + 4n, feed-forward 8n² + 5n, two LayerNorms 4n -> 12n² + 13n;
+    # L (12n² + 13n) >= V n  <=>  n >= (V - 13 L) / (12 L)
+    return max(1, math.ceil((V - 13 * L) / (12 * L)))
 
 
 def truncate_pair(tokens_a, tokens_b, max_len):
@@ -52,9 +56,13 @@ def word_ids(tokens):
     return ids
 
 
-def embedding_params(cfg):
-    n = cfg.hidden_size
-    return (cfg.vocab_size + cfg.type_vocab_size + cfg.max_len) * n + 2 * n  # three tables + LayerNorm
+def sinusoidal_table(max_len, n):
+    position = torch.arange(max_len)[:, None]  # [max_len, 1]
+    frequency = 10000 ** (-torch.arange(0, n, 2) / n)  # [n / 2]: one per pair of features, 2k / n
+    table = torch.zeros(max_len, n)
+    table[:, 0::2] = torch.sin(position * frequency)  # [max_len, n / 2]: even features
+    table[:, 1::2] = torch.cos(position * frequency)  # odd features: the same frequencies
+    return table
 
 
 def embedding_sum(tokens, segments, token_table, segment_table, position_table):
@@ -71,8 +79,12 @@ def encoder_layer_params_no_biases(cfg):
     return 4 * n * n + 2 * n * f
 
 
-def mlm_logits_all_positions(B, m, p, V):
-    return (B, m, V)  # what Hugging Face's head computes, not ours
+def break_even_no_biases(V, L):
+    return math.ceil(V / (12 * L))  # forgot the 13n of biases and LayerNorms
+
+
+def break_even_one_layer(V, L):
+    return break_even_hidden_size(V, 1)  # compared the table with a single layer
 
 
 def truncate_one_at_a_time(tokens_a, tokens_b, max_len):
@@ -91,8 +103,15 @@ def word_ids_per_token(tokens):
     return [None if t in ("[CLS]", "[SEP]", "[PAD]") else i - 1 for i, t in enumerate(tokens)]
 
 
-def embedding_params_no_norm(cfg):
-    return (cfg.vocab_size + cfg.type_vocab_size + cfg.max_len) * cfg.hidden_size
+def sinusoidal_halves(max_len, n):
+    table = sinusoidal_table(max_len, n)
+    return torch.cat([table[:, 0::2], table[:, 1::2]], dim=1)  # all sines, then all cosines
+
+
+def sinusoidal_feature_exponent(max_len, n):
+    position, feature = torch.arange(max_len)[:, None], torch.arange(n)
+    angle = position / 10000 ** (feature / n)  # the cosine of pair k uses (2k + 1) / n: a wrong frequency
+    return torch.where(feature % 2 == 0, torch.sin(angle), torch.cos(angle))
 
 
 def embedding_sum_whole_table(tokens, segments, token_table, segment_table, position_table):
@@ -103,11 +122,12 @@ def embedding_sum_whole_table(tokens, segments, token_table, segment_table, posi
 
 CASES = [
     (ch00.check_encoder_layer_params, encoder_layer_params, [encoder_layer_params_no_biases, lambda cfg: 1.5]),
-    (ch00.check_mlm_logits_shape, mlm_logits_shape, [mlm_logits_all_positions, lambda B, m, p, V: "B, p, V"]),
+    (ch00.check_break_even_hidden_size, break_even_hidden_size, [break_even_no_biases, break_even_one_layer]),
     (ch01.check_truncate_pair, truncate_pair, [truncate_one_at_a_time, truncate_forgets_specials,
                                                lambda a, b, max_len: (a, b)]),
     (ch01.check_word_ids, word_ids, [word_ids_per_token, lambda tokens: [0] * len(tokens)]),
-    (ch02.check_embedding_params, embedding_params, [embedding_params_no_norm, lambda cfg: None]),
+    (ch02.check_sinusoidal_table, sinusoidal_table, [sinusoidal_halves, sinusoidal_feature_exponent,
+                                                     lambda max_len, n: sinusoidal_table(max_len, n).flip(1)]),
     (ch02.check_embedding_sum, embedding_sum, [embedding_sum_whole_table,
                                                lambda t, s, T, S, P: (T[t] + S[s] + P[: t.shape[1]]).mean(0)]),
 ]
@@ -180,3 +200,32 @@ def test_reference_sum_matches_the_embedding_module():
     X = embedding_sum(tokens, segments, emb.token_embedding.weight, emb.segment_embedding.weight,
                       emb.position_embedding.weight)
     torch.testing.assert_close(emb.norm(X), emb(tokens, segments))
+
+
+@pytest.mark.parametrize("check, wrong, hint", [
+    (ch00.check_break_even_hidden_size, break_even_no_biases, "the 13n per layer"),
+    (ch00.check_break_even_hidden_size, break_even_one_layer, "ONE layer"),
+    (ch02.check_sinusoidal_table, sinusoidal_halves, "interleaves"),
+    (ch02.check_sinusoidal_table, sinusoidal_feature_exponent, "SAME frequency"),
+])
+def test_new_checks_name_the_mistake(check, wrong, hint, capsys):
+    assert check(wrong) is False
+    assert hint in capsys.readouterr().out
+
+
+def test_break_even_size_makes_the_layers_as_large_as_the_table():
+    """The reference's n, built for real: L layers with f = 4n reach V x n parameters, at n - 1 they do not."""
+    from bertnb.model import BertConfig, EncoderLayer, count_parameters
+
+    V, L = 30522, 6
+    n = break_even_hidden_size(V, L)
+    for size, enough in ((n, True), (n - 1, False)):
+        layer = EncoderLayer(BertConfig(vocab_size=V, hidden_size=size, num_heads=1, ffn_size=4 * size))
+        assert (L * count_parameters(layer) >= V * size) is enough
+
+
+def test_sinusoidal_reference_matches_the_formula_by_hand():
+    table = sinusoidal_table(6, 4)
+    assert table[0].tolist() == [0.0, 1.0, 0.0, 1.0]  # position 0: sin 0 = 0, cos 0 = 1
+    assert math.isclose(table[5, 2].item(), math.sin(5 / 10000 ** (2 / 4)), rel_tol=1e-6)
+    assert math.isclose(table[5, 3].item(), math.cos(5 / 10000 ** (2 / 4)), rel_tol=1e-6)

@@ -2,6 +2,8 @@
 reject wrong answers with a message, and report an unsolved stub as "not solved yet" without raising.
 Also the batch helper the chapters use, `bertnb.batching.encode_batch`."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,10 +101,8 @@ def test_ch03_reference_masked_softmax_equals_bertnb_attention_weights():
 # reference solutions, chapter 04
 
 
-def mean_pool(X, valid_lens):
-    keep = (torch.arange(X.shape[1])[None, :] < valid_lens[:, None]).to(X.dtype)  # [B, m]
-    mean = (X * keep[:, :, None]).sum(1) / valid_lens[:, None].to(X.dtype)  # [B, n]
-    return F.normalize(mean, dim=-1)
+def gelu_tanh(x):
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 def pre_ln_forward(layer, X, valid_lens):
@@ -120,13 +120,12 @@ def most_similar(E, i):
 # wrong answers
 
 
-def mean_pool_over_padding(X, valid_lens):
-    return F.normalize(X.mean(1), dim=-1)
+def gelu_tanh_no_cubic(x):
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * x))
 
 
-def mean_pool_not_normalised(X, valid_lens):
-    keep = (torch.arange(X.shape[1])[None, :] < valid_lens[:, None]).to(X.dtype)
-    return (X * keep[:, :, None]).sum(1) / valid_lens[:, None]
+def gelu_tanh_without_root(x):
+    return 0.5 * x * (1 + torch.tanh(2 / math.pi * (x + 0.044715 * x ** 3)))
 
 
 def post_ln_forward(layer, X, valid_lens):
@@ -160,15 +159,14 @@ def most_similar_including_itself(E, i):
     return int((F.normalize(E, dim=-1) @ F.normalize(E, dim=-1)[i]).argmax())
 
 
-def test_ch04_reference_mean_pool_equals_bertnb():
-    from bertnb.pretrained import mean_pool as bertnb_mean_pool
-
-    X, valid_lens = torch.randn(3, 7, 5), torch.tensor([7, 2, 4])
-    torch.testing.assert_close(mean_pool(X, valid_lens), bertnb_mean_pool(X, valid_lens))
+def test_ch04_reference_gelu_tanh_is_torchs_and_close_to_erf():
+    x = torch.linspace(-5, 5, 101)
+    torch.testing.assert_close(gelu_tanh(x), F.gelu(x, approximate="tanh"), atol=1e-6, rtol=0)
+    assert (gelu_tanh(x) - F.gelu(x)).abs().max() < 5e-4  # the chapter's claim: within 5 x 10^-4 of erf
 
 
 def test_a_student_bug_is_reported_not_raised(capsys):
-    assert ch04.check_mean_pool(lambda X, valid_lens: X[:, 99]) is False
+    assert ch04.check_gelu_tanh(lambda x: x[10 ** 6]) is False
     assert "your code raised IndexError" in capsys.readouterr().out
 
 
@@ -181,7 +179,7 @@ def test_a_student_bug_is_reported_not_raised(capsys):
     (ch03.check_masked_softmax, masked_softmax_large_negative),
     (ch03.check_attention_entropy, attention_entropy),
     (ch03.check_previous_token_score, previous_token_score),
-    (ch04.check_mean_pool, mean_pool),
+    (ch04.check_gelu_tanh, gelu_tanh),
     (ch04.check_pre_ln_forward, pre_ln_forward),
     (ch04.check_most_similar, most_similar),
 ])
@@ -204,8 +202,9 @@ def test_reference_is_accepted(check, reference, capsys):
     (ch03.check_previous_token_score, previous_is_next, "next token"),
     (ch03.check_previous_token_score, previous_over_m, "m - 1"),
     (ch03.check_previous_token_score, lambda w: w.diagonal(dim1=-2, dim2=-1).mean(-1), "expected"),
-    (ch04.check_mean_pool, mean_pool_over_padding, "padding"),
-    (ch04.check_mean_pool, mean_pool_not_normalised, "length 1"),
+    (ch04.check_gelu_tanh, gelu_tanh_no_cubic, "cubic term"),
+    (ch04.check_gelu_tanh, gelu_tanh_without_root, "square root"),
+    (ch04.check_gelu_tanh, F.gelu, "exact erf"),
     (ch04.check_pre_ln_forward, post_ln_forward, "post-LN"),
     (ch04.check_pre_ln_forward, pre_ln_no_mask, "valid_lens"),
     (ch04.check_pre_ln_forward, pre_ln_normalised_output, "never normalised"),
@@ -223,7 +222,7 @@ def test_wrong_answer_is_rejected(check, wrong, hint, capsys):
 
 
 @pytest.mark.parametrize("check", [ch03.check_masked_softmax, ch03.check_attention_entropy,
-                                   ch03.check_previous_token_score, ch04.check_mean_pool, ch04.check_pre_ln_forward,
+                                   ch03.check_previous_token_score, ch04.check_gelu_tanh, ch04.check_pre_ln_forward,
                                    ch04.check_most_similar])
 def test_unsolved_stub_says_not_solved(check, capsys):
     assert check(unsolved) is False

@@ -49,9 +49,11 @@ def split_decay_by_module(model):  # also right: by the kind of module, each par
     return [p for p in params if id(p) not in no_decay_ids], [p for p in params if id(p) in no_decay_ids]
 
 
-def most_frequent(label_counts):
-    token, count = label_counts.most_common(1)[0]
-    return token, count / sum(label_counts.values())
+def heldout_cross_entropy(train_counts, heldout_counts, vocab_size, smoothing=0.1):
+    total = sum(train_counts.values()) + smoothing * vocab_size  # every token of V gets `smoothing` extra
+    n = sum(heldout_counts.values())
+    return -sum(count / n * math.log((train_counts.get(token, 0) + smoothing) / total)
+                for token, count in heldout_counts.items())  # -log p(t), averaged over the held-out labels
 
 
 def unigram_entropy(label_counts):
@@ -127,23 +129,18 @@ def split_decay_one_list(model):
     return list(model.parameters())
 
 
-def most_frequent_count(label_counts):
-    token, count = label_counts.most_common(1)[0]
-    return token, count
+def heldout_cross_entropy_train_entropy(train_counts, heldout_counts, vocab_size, smoothing=0.1):
+    return unigram_entropy(train_counts)  # the training labels' entropy: the misleading baseline
 
 
-def most_frequent_over_types(label_counts):
-    token, count = label_counts.most_common(1)[0]
-    return token, count / len(label_counts)
+def heldout_cross_entropy_heldout_entropy(train_counts, heldout_counts, vocab_size, smoothing=0.1):
+    return unigram_entropy(heldout_counts)  # uses the held-out frequencies themselves
 
 
-def most_frequent_least(label_counts):
-    token, count = min(label_counts.items(), key=lambda item: item[1])
-    return token, count / sum(label_counts.values())
-
-
-def most_frequent_accuracy_only(label_counts):
-    return most_frequent(label_counts)[1]
+def heldout_cross_entropy_unsmoothed(train_counts, heldout_counts, vocab_size, smoothing=0.1):
+    total, n = sum(train_counts.values()), sum(heldout_counts.values())
+    return -sum(c / n * (math.log(train_counts[t] / total) if train_counts.get(t) else -math.inf)
+                for t, c in heldout_counts.items())
 
 
 def unigram_entropy_bits(label_counts):
@@ -171,7 +168,7 @@ def unigram_entropy_counts(label_counts):
     (ch07.check_cosine_factor, cosine_factor),
     (ch07.check_split_decay, split_decay),
     (ch07.check_split_decay, split_decay_by_module),
-    (ch07.check_most_frequent, most_frequent),
+    (ch07.check_heldout_cross_entropy, heldout_cross_entropy),
     (ch07.check_unigram_entropy, unigram_entropy),
 ])
 def test_reference_is_accepted(check, reference, capsys):
@@ -191,10 +188,9 @@ def test_reference_is_accepted(check, reference, capsys):
     (ch07.check_split_decay, split_decay_names, "not their names"),
     (ch07.check_split_decay, split_decay_flipped, "LayerNorm parameter"),
     (ch07.check_split_decay, split_decay_one_list, "two lists"),
-    (ch07.check_most_frequent, most_frequent_count, "divide by the total"),
-    (ch07.check_most_frequent, most_frequent_over_types, "distinct tokens"),
-    (ch07.check_most_frequent, most_frequent_least, "most frequent token is"),
-    (ch07.check_most_frequent, most_frequent_accuracy_only, "a pair"),
+    (ch07.check_heldout_cross_entropy, heldout_cross_entropy_train_entropy, "training labels' entropy"),
+    (ch07.check_heldout_cross_entropy, heldout_cross_entropy_heldout_entropy, "held-out labels' own entropy"),
+    (ch07.check_heldout_cross_entropy, heldout_cross_entropy_unsmoothed, "smoothing"),
     (ch07.check_unigram_entropy, unigram_entropy_bits, "bits"),
     (ch07.check_unigram_entropy, unigram_entropy_positive_sum, ">= 0"),
     (ch07.check_unigram_entropy, unigram_entropy_uniform, "uniform"),
@@ -206,14 +202,14 @@ def test_wrong_answer_is_rejected(check, wrong, hint, capsys):
     assert "not right yet" in out and hint in out, out
 
 
-@pytest.mark.parametrize("check", [ch07.check_cosine_factor, ch07.check_split_decay, ch07.check_most_frequent,
+@pytest.mark.parametrize("check", [ch07.check_cosine_factor, ch07.check_split_decay, ch07.check_heldout_cross_entropy,
                                    ch07.check_unigram_entropy])
 def test_unsolved_stub_says_not_solved(check, capsys):
     assert check(unsolved) is False
     assert "not solved yet" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("check", [ch07.check_cosine_factor, ch07.check_split_decay, ch07.check_most_frequent,
+@pytest.mark.parametrize("check", [ch07.check_cosine_factor, ch07.check_split_decay, ch07.check_heldout_cross_entropy,
                                    ch07.check_unigram_entropy])
 def test_a_crashing_answer_is_reported_not_raised(check, capsys):
     assert check(lambda *args: 1 / 0) is False
@@ -239,8 +235,17 @@ def test_reference_solutions_equal_bertnb():
 
     counts = Counter({3: 10, 4: 5, 7: 1})
     baselines = mlm_baselines(counts)
-    assert math.isclose(most_frequent(counts)[1], baselines["most_frequent_accuracy"])
     assert math.isclose(unigram_entropy(counts), baselines["unigram_entropy"])
+    # the frequencies-only model of the chapter scores exactly this cross-entropy when its encoder adds nothing
+    model = BertForPreTraining(BertConfig(vocab_size=12, hidden_size=8, num_layers=1, num_heads=2, ffn_size=16,
+                                          max_len=8))
+    from bertnb.pretrain import init_mlm_bias_to_unigram
+
+    init_mlm_bias_to_unigram(model, counts)
+    heldout = Counter({3: 2, 4: 1, 9: 1})
+    labels = torch.tensor([3, 3, 4, 9])
+    log_p = model.mlm.bias.detach().log_softmax(-1)  # [V]: the bias alone, the context ignored
+    assert math.isclose(-log_p[labels].mean().item(), heldout_cross_entropy(counts, heldout, 12), rel_tol=1e-5)
 
     # the cosine schedule shares the linear one's warmup and its ends
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -308,3 +313,56 @@ def test_mask_probabilities_and_rank_of():
     order = probs[1].argsort(descending=True)
     assert rank_of(probs[1], int(order[0])) == 1 and rank_of(probs[1], int(order[-1])) == 30
     assert rank_of(torch.tensor([0.2, 0.5, 0.2, 0.1]), 0) == 2  # ties share the better rank
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bertnb.demo: the kinds of token, accuracy by kind, and the held-out sample of section 10
+
+
+def test_token_kind_by_hand():
+    from bertnb.demo import token_kind
+
+    assert [token_kind(t) for t in (",", "(", "...")] == ["punctuation"] * 3
+    assert [token_kind(t) for t in ("the", "of", "is", "in", "a")] == ["function word"] * 5
+    assert [token_kind(t) for t in ("str", "none", "len", "##ing", "x2", "__init__", "0", "x")] == ["identifier"] * 8
+    assert [token_kind(t) for t in ("module", "exception", "dictionary", "thread")] == ["content word"] * 4
+
+
+class _Vocab:
+    tokens = ["[PAD]", "the", ",", "str", "module", "of"]
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.tokens[i] for i in ids]
+
+
+def test_accuracy_by_kind_counts_hits_per_kind():
+    from bertnb.demo import accuracy_by_kind
+
+    labels = torch.tensor([1, 1, 2, 3, 4, 4, 5])  # the the , str module module of
+    predicted = torch.tensor([1, 2, 2, 1, 4, 1, 1])  # hit miss hit miss hit miss miss
+    table = accuracy_by_kind(labels, predicted, _Vocab())
+    assert table["function word"] == (1 / 3, 3)  # the, the, of
+    assert table["punctuation"] == (1.0, 1)
+    assert table["identifier"] == (0.0, 1)
+    assert table["content word"] == (0.5, 2)
+    assert table["all"] == (3 / 7, 7)
+    assert accuracy_by_kind([], [], _Vocab())["all"] == (None, 0)
+
+
+def test_slot_contexts_follow_predict_slots_order_and_the_sample_is_fixed():
+    from bertnb.demo import context_window, sample_slots, slot_contexts
+
+    batch = {"tokens": torch.tensor([[2, 5, 4, 3, 0], [2, 4, 5, 5, 3]]), "valid_lens": torch.tensor([4, 5]),
+             "pred_positions": torch.tensor([[2, 0], [1, 3]]), "mlm_weights": torch.tensor([[1.0, 0.0], [1.0, 1.0]])}
+    contexts = slot_contexts([batch])
+    assert contexts == [([2, 5, 4, 3], 2), ([2, 4, 5, 5, 3], 1), ([2, 4, 5, 5, 3], 3)]  # padding slot skipped
+
+    class Vocab:
+        def convert_ids_to_tokens(self, ids):
+            return [["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "word"][i] for i in ids]
+
+    assert context_window(Vocab(), [2, 5, 5, 5, 5, 3], 3, width=1) == "... word [MASK] word ..."
+    assert sample_slots(range(100), 5, seed=0) == sample_slots(range(100), 5, seed=0)
+    assert sample_slots(range(100), 5, seed=0) == sorted(sample_slots(range(100), 5, seed=0))
+    with pytest.raises(ValueError, match="k must be"):
+        sample_slots(range(3), 4)

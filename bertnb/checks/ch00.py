@@ -6,10 +6,8 @@ real `bertnb.model` modules, so the answer is checked against what PyTorch actua
 
 from __future__ import annotations
 
-import torch
-
 from bertnb.checks import expect, expect_int, run_check
-from bertnb.model import BertConfig, BertForPreTraining, EncoderLayer, count_parameters
+from bertnb.model import BertConfig, EncoderLayer, count_parameters
 
 # Configurations the checks try: MiniLM's sizes, the package default and two odd ones (a formula that
 # happens to fit one config, e.g. by assuming f = 4n, fails on the others).
@@ -22,7 +20,7 @@ CONFIGS = [
 
 
 def check_parameter_count(name: str, fn, build, hint: str) -> bool:
-    """Shared by the counting exercises (here and in chapter 02): `fn(cfg)` must equal the number of
+    """A counting exercise: `fn(cfg)` must equal the number of
     parameters of the real module `build(cfg)` on every config of CONFIGS."""
 
     def test(fn):
@@ -42,21 +40,34 @@ def check_encoder_layer_params(fn) -> bool:
                                  "did you count the biases and both LayerNorms?")
 
 
-def check_mlm_logits_shape(fn) -> bool:
-    """`fn(B, m, p, V) -> tuple`: the shape of the masked language model logits."""
+def layer_params_with_f_4n(n: int) -> int:
+    """Parameters of one encoder layer with f = 4n: attention 4(n² + n), feed-forward 8n² + 5n, norms 4n."""
+    return 12 * n * n + 13 * n
+
+
+def check_break_even_hidden_size(fn) -> bool:
+    """`fn(V, L) -> int`: the smallest hidden size n for which L encoder layers with f = 4n hold at least as
+    many parameters as the [V, n] token table."""
 
     def test(fn):
-        for B, m, p, V in ((2, 8, 3, 50), (1, 5, 5, 11), (3, 12, 1, 40)):
-            got = fn(B, m, p, V)
-            expect(isinstance(got, (tuple, list, torch.Size)), f"return a tuple of ints, got {got!r}")
-            got = tuple(int(x) for x in got)
-            cfg = BertConfig(vocab_size=V, hidden_size=8, num_layers=1, num_heads=2, ffn_size=16, max_len=m)
-            model = BertForPreTraining(cfg).eval()
-            tokens = torch.randint(0, V, (B, m))  # [B, m]
-            pred_positions = torch.randint(0, m, (B, p))  # [B, p]
-            with torch.no_grad():
-                _, mlm_logits, _ = model(tokens, pred_positions=pred_positions)
-            want = tuple(mlm_logits.shape)
-            expect(got == want, f"for B={B}, m={m}, p={p}, V={V} you say {got}, the model returns {want}")
+        # the closed form used below is first checked against real layers, so the check rests on PyTorch
+        for n in (4, 8, 12):
+            cfg = BertConfig(vocab_size=10, hidden_size=n, num_layers=1, num_heads=2, ffn_size=4 * n, max_len=4)
+            assert count_parameters(EncoderLayer(cfg)) == layer_params_with_f_4n(n)
+        for V, L in ((30522, 6), (30522, 12), (21128, 4), (250000, 24), (100, 1)):
+            got = expect_int(fn(V, L), f"fn({V}, {L})")
+            want = next(n for n in range(1, V + 1) if L * layer_params_with_f_4n(n) >= V * n)
+            if got == want:
+                continue
+            hint = ""
+            if got == next(n for n in range(1, V + 1) if L * 12 * n * n >= V * n):
+                hint = " (close: you left out the biases and LayerNorms, the 13n per layer)"
+            elif got == next(n for n in range(1, V + 1) if layer_params_with_f_4n(n) >= V * n):
+                hint = " (that is for ONE layer: the table is compared with all L layers together)"
+            elif got == want - 1 or got == want + 1:
+                hint = " (off by one: the smallest n where L layers hold AT LEAST V x n, so round up)"
+            expect(False, f"for V = {V:,}, L = {L} expected n = {want}, got {got}{hint}")
 
-    return run_check("MLM logits shape", fn, test)
+    return run_check("break-even hidden size", fn, test)
+
+

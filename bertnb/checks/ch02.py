@@ -1,7 +1,7 @@
 """Exercise checks for chapter 02 (embeddings).
 
-The parameter count is compared with a real `bertnb.model.BertEmbeddings`; the broadcasting sum with the
-lookup-and-add it replaces, on random tables.
+The broadcasting sum is compared with the lookup-and-add it replaces, on random tables; the sinusoidal
+position table with the Transformer paper's formula.
 """
 
 from __future__ import annotations
@@ -9,14 +9,7 @@ from __future__ import annotations
 import torch
 
 from bertnb.checks import expect, run_check
-from bertnb.checks.ch00 import check_parameter_count  # the same four configs as chapter 00's exercise
-from bertnb.model import BertEmbeddings
 
-
-def check_embedding_params(fn) -> bool:
-    """`fn(cfg) -> int`: parameters of the embedding layer (three tables and the LayerNorm)."""
-    return check_parameter_count("embedding parameters", fn, BertEmbeddings,
-                                 "three tables, and the LayerNorm's scale and shift")
 
 
 def reference_sum(tokens, segments, token_table, segment_table, position_table):
@@ -45,3 +38,48 @@ def check_embedding_sum(fn) -> bool:
                    f"sequence, and only the first m rows of the position table used?)")
 
     return run_check("embedding sum", fn, test)
+
+
+def reference_sinusoidal_table(max_len: int, n: int) -> torch.Tensor:
+    """PE[i, 2k] = sin(i / 10000^(2k/n)), PE[i, 2k+1] = cos(i / 10000^(2k/n)): [max_len, n] (n even)."""
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # [max_len, 1]
+    frequency = 10000.0 ** (-torch.arange(0, n, 2, dtype=torch.float64) / n)  # [n / 2]
+    table = torch.zeros(max_len, n, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * frequency)  # even features
+    table[:, 1::2] = torch.cos(position * frequency)  # odd features
+    return table
+
+
+def check_sinusoidal_table(fn) -> bool:
+    """`fn(max_len, n) -> [max_len, n]`: the Transformer's fixed sinusoidal position table, sines in the even
+    features and cosines in the odd ones."""
+
+    def test(fn):
+        for max_len, n in ((8, 4), (50, 16), (512, 384)):
+            got = fn(max_len, n)
+            expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
+            expect(tuple(got.shape) == (max_len, n), f"for max_len = {max_len}, n = {n} the table should be "
+                   f"[max_len, n] = {(max_len, n)}, got {tuple(got.shape)}")
+            got = got.double()
+            want = reference_sinusoidal_table(max_len, n)
+            if torch.allclose(got, want, atol=1e-4):
+                continue
+            half = n // 2
+            if torch.allclose(got[:, :half], want[:, 0::2], atol=1e-4):
+                expect(False, "the values are right but laid out as [all sines | all cosines]; the paper "
+                       "interleaves them: feature 2k is a sine, feature 2k + 1 the cosine of the same frequency")
+            if torch.allclose(got[:, 0::2], want[:, 1::2], atol=1e-4):
+                expect(False, "sine and cosine are swapped: the even features (0, 2, 4, ...) are the sines")
+            pair = torch.arange(0, n, 2, dtype=torch.float64)  # 2k for each pair of features
+            position = torch.arange(max_len, dtype=torch.float64)[:, None]  # [max_len, 1]
+            if torch.allclose(got[:, 0::2], torch.sin(position / 10000.0 ** (pair / 2 / n)), atol=1e-4):
+                expect(False, "the exponent is 2k/n with k the pair's number: features 2k and 2k + 1 use "
+                       "10000^(2k/n), so the last pair's wavelength is near 10000 x 2π; you used k/n")
+            if torch.allclose(got[:, 1::2], torch.cos(position / 10000.0 ** ((pair + 1) / n)), atol=1e-4):
+                expect(False, "the cosines use their own feature number in the exponent; feature 2k + 1 is the "
+                       "cosine of the SAME frequency as feature 2k, 10000^(2k/n)")
+            expect(False, f"for max_len = {max_len}, n = {n}: row 1 should start "
+                   f"{[round(x, 4) for x in want[1, :4].tolist()]}, yours starts "
+                   f"{[round(x, 4) for x in got[1, :4].tolist()]} (row 0 is [0, 1, 0, 1, ...])")
+
+    return run_check("sinusoidal table", fn, test)

@@ -6,42 +6,14 @@ here, printing "correct", what is wrong, or "not solved yet". None of them raise
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ..model import BertConfig, EncoderLayer
 from . import expect, run_check
 
-
-def _reference_mean_pool(X, valid_lens):
-    keep = (torch.arange(X.shape[1])[None, :] < valid_lens[:, None]).to(X.dtype)  # [B, m]
-    mean = (X * keep[:, :, None]).sum(1) / valid_lens[:, None].to(X.dtype)  # [B, n]
-    return F.normalize(mean, dim=-1)  # [B, n]
-
-
-def check_mean_pool(mean_pool) -> bool:
-    """mean_pool(X [B, m, n], valid_lens [B]) -> [B, n]: the mean of the valid token vectors, L2-normalised."""
-
-    def test(fn):
-        g = torch.Generator().manual_seed(4)
-        X = torch.randn(3, 5, 8, generator=g)  # [B, m, n]
-        valid_lens = torch.tensor([5, 2, 1])
-        X[1, 2:] = 100.0  # padding: huge values, so averaging over it shows
-        X[2, 1:] = -50.0
-        out = fn(X.clone(), valid_lens.clone())
-        expect(isinstance(out, torch.Tensor), f"return a torch.Tensor, got {type(out).__name__}")
-        expect(tuple(out.shape) == (3, 8), f"X [B, m, n] = (3, 5, 8) should give [B, n] = (3, 8), "
-               f"got {tuple(out.shape)}")
-        expected = _reference_mean_pool(X, valid_lens)
-        lengths = out.norm(dim=-1)
-        if torch.allclose(out, F.normalize(X.mean(1), dim=-1), atol=1e-5):
-            expect(False, "that averages over the padding too: only the first valid_lens[b] tokens of row b count")
-        expect(torch.allclose(lengths, torch.ones(3), atol=1e-4), f"each embedding should have length 1 (L2 "
-               f"norm), got lengths {lengths.round(decimals=3).tolist()}")
-        expect(torch.allclose(out, expected, atol=1e-5), "the direction is wrong: average X[b, :valid_lens[b]] "
-               "over the token axis (dim=1), then divide by its L2 norm")
-
-    return run_check("mean_pool", mean_pool, test)
 
 
 def check_pre_ln_forward(pre_ln_forward) -> bool:
@@ -107,3 +79,29 @@ def check_most_similar(most_similar) -> bool:
             expect(answer == expected, f"for i = {i}: expected sentence {expected}, got {answer}")
 
     return run_check("most_similar", most_similar, test)
+
+
+def check_gelu_tanh(fn) -> bool:
+    """`fn(x) -> tensor`: the tanh approximation of GELU from the GELU paper (Hendrycks & Gimpel),
+    0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), elementwise, equal to `F.gelu(x, approximate="tanh")`."""
+
+    def test(fn):
+        for x in (torch.linspace(-6, 6, 241), torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(0))):
+            got = fn(x.clone())
+            expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
+            expect(got.shape == x.shape, f"GELU works elementwise: shape {tuple(x.shape)} in, "
+                   f"{tuple(x.shape)} out, got {tuple(got.shape)}")
+            want = F.gelu(x, approximate="tanh")
+            if torch.allclose(got, want, atol=1e-6):
+                continue
+            if torch.allclose(got, F.gelu(x), atol=1e-6):
+                expect(False, "that is the exact erf GELU (nn.GELU()); this exercise asks for the tanh formula")
+            cubic_missing = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * x))
+            if torch.allclose(got, cubic_missing, atol=1e-6):
+                expect(False, "the cubic term is missing: tanh(√(2/π) · (x + 0.044715 · x³))")
+            if torch.allclose(got, 0.5 * x * (1 + torch.tanh(2 / math.pi * (x + 0.044715 * x ** 3))), atol=1e-6):
+                expect(False, "the factor is the square root of 2/π (≈ 0.798), not 2/π")
+            worst = (got - want).abs().max().item()
+            expect(False, f"differs from F.gelu(x, approximate='tanh') by up to {worst:.2e}")
+
+    return run_check("gelu_tanh", fn, test)

@@ -6,71 +6,12 @@ printing "correct", what is wrong, or "not solved yet". None of them raises.
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 
-from bertnb.checks import expect, expect_int, run_check
-from bertnb.data import num_predictions
-from bertnb.model import gather_positions
+from bertnb.checks import expect, run_check
+from bertnb.losses import mlm_loss
 
-
-def check_num_to_predict(num_to_predict) -> bool:
-    """num_to_predict(length, max_pred) -> int: how many of a packed sequence's `length` tokens BERT
-    predicts, min(max_pred, max(1, round(0.15 * length))) with Python's round."""
-
-    def test(fn):
-        cases = [(length, max_pred) for max_pred in (20, 80, 5) for length in range(1, 600)]
-        for length, max_pred in cases:
-            got = expect_int(fn(length, max_pred), f"num_to_predict({length}, {max_pred})")
-            want = num_predictions(length, max_pred)
-            if got == want:
-                continue
-            x = 0.15 * length
-            hint = ""
-            if got == 0:
-                hint = " A short sequence still gets one prediction: max(1, ...)"
-            elif got > max_pred:
-                hint = f" Never more than max_pred = {max_pred} (there are only p slots): min(max_pred, ...)"
-            elif got == min(max_pred, max(1, int(x))):
-                hint = " int() cuts the fraction off (int(2.7) == 2); the original rounds: round(x)"
-            elif got == min(max_pred, max(1, math.floor(x + 0.5))):
-                hint = (f" 0.15 * {length} = {x:g}: Python's round sends halves to the even neighbour "
-                        f"(round(4.5) == 4, round(1.5) == 2), and that is what BERT's code does; use round(x)")
-            elif got == min(max_pred, max(1, math.ceil(x))):
-                hint = " math.ceil rounds every fraction up; the original rounds to the nearest: round(x)"
-            expect(False, f"for length = {length}, max_pred = {max_pred}: expected {want}, got {got}.{hint}")
-
-    return run_check("num_to_predict", num_to_predict, test)
-
-
-def check_gather(gather) -> bool:
-    """gather(X [B, m, n], P [B, p]) -> [B, p, n]: row P[i, j] of sequence i, for every i and j."""
-
-    def test(fn):
-        g = torch.Generator().manual_seed(5)
-        for B, m, n, p in ((3, 7, 4, 2), (2, 5, 3, 5), (1, 4, 2, 3), (4, 6, 1, 1)):
-            X = torch.randn(B, m, n, generator=g)  # [B, m, n]
-            P = torch.randint(0, m, (B, p), generator=g)  # [B, p]
-            got = fn(X.clone(), P.clone())
-            expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
-            want = gather_positions(X, P)  # [B, p, n]
-            if tuple(got.shape) == (B, B, p, n):
-                expect(False, f"got shape {tuple(got.shape)} = [B, B, p, n]: X[:, P] pairs every sequence with "
-                       "every row of P. Sequence i must use only row i of P: index the batch axis too")
-            if got.numel() == B * p * n and tuple(got.shape) != (B, p, n):
-                expect(False, f"the values may be right but the shape is {tuple(got.shape)}; reshape to "
-                       f"[B, p, n] = {(B, p, n)}")
-            expect(tuple(got.shape) == (B, p, n), f"for X {tuple(X.shape)} and P {tuple(P.shape)} the result "
-                   f"should be [B, p, n] = {(B, p, n)}, got {tuple(got.shape)}")
-            if B > 1 and torch.equal(got, X[0][P]):
-                expect(False, "every sequence read its positions from sequence 0: the batch index of row j of "
-                       "the flat index must be the sequence that P's row came from")
-            expect(torch.equal(got, want), f"for B={B}, m={m}, p={p} the gathered vectors differ from "
-                   "X[batch_idx, P]: is the flat batch index repeat_interleave(arange(B), p) (0 0 1 1 ...), "
-                   "not repeat (0 1 0 1 ...)?")
-
-    return run_check("gather", gather, test)
 
 
 def check_pad_share(pad_share) -> bool:
@@ -100,3 +41,124 @@ def check_pad_share(pad_share) -> bool:
                    f"p = {weights.shape[1]}, expected {want:.4f}, got {got:.4f}")
 
     return run_check("pad_share", pad_share, test)
+
+
+def check_weighted_mlm_loss(weighted_mlm_loss) -> bool:
+    """weighted_mlm_loss(logits [B, p, V], labels [B, p], weights [B, p]) -> a scalar tensor: the cross-entropy
+    of every slot (F.cross_entropy with reduction="none"), times its weight, summed, divided by the number of
+    real slots; equal to `bertnb.losses.mlm_loss`, and with the same gradient."""
+
+    def test(fn):
+        g = torch.Generator().manual_seed(7)
+        cases = [
+            torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]),  # 4 of 8 slots are padding
+            torch.ones(2, 3),  # no padding at all
+            torch.tensor([[1.0] * 5 + [0.0] * 5, [1.0] * 2 + [0.0] * 8, [1.0] * 9 + [0.0]]),
+        ]
+        for weights in cases:
+            B, p, V = *weights.shape, 11
+            logits = torch.randn(B, p, V, generator=g, requires_grad=True)  # [B, p, V]
+            labels = torch.randint(0, V, (B, p), generator=g)  # [B, p]
+            labels[weights == 0] = 0  # padding slots: label 0, as the data pipeline writes them
+            logits_padding = logits.detach().clone()
+            logits_padding[weights == 0, 0] += 10.0  # a model that has learnt to predict label 0 in padding
+            for case_logits in (logits, logits_padding.requires_grad_(True)):
+                got = fn(case_logits, labels.clone(), weights.clone())
+                expect(isinstance(got, torch.Tensor) and got.numel() == 1,
+                       f"return the loss as a one-number tensor (so it can be backpropagated), got {got!r}")
+                want = mlm_loss(case_logits, labels, weights)
+                real = int(weights.sum())
+                if abs(got.item() - want.item()) > 1e-5:
+                    per_slot = F.cross_entropy(case_logits.flatten(0, 1), labels.flatten(), reduction="none")
+                    if abs(got.item() - per_slot.mean().item()) < 1e-5:
+                        expect(False, f"{got.item():.4f} is the mean over all B * p = {weights.numel()} slots, "
+                               f"padding included (reduction='mean' averages before you can weight the slots: "
+                               f"use reduction='none'); weight each slot's loss, divide by the {real} real slots")
+                    if abs(got.item() - (per_slot * weights.flatten()).sum().item() / weights.numel()) < 1e-5:
+                        expect(False, f"the padding slots are weighted 0 but still counted in the denominator: "
+                               f"divide by the number of real slots ({real}), not by B * p = {weights.numel()}")
+                    expect(False, f"expected {want.item():.4f} for {real} real slots of {weights.numel()}, got "
+                           f"{got.item():.4f}")
+                expect(got.requires_grad, "the loss has no gradient: compute it from the logits with torch "
+                       "operations (no .item(), no numpy)")
+
+    return run_check("weighted_mlm_loss", weighted_mlm_loss, test)
+
+
+SPECIAL_PIECES = {"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"}
+
+
+def reference_word_groups(pieces: list[str]) -> list[list[int]]:
+    """The positions of each whole word: a piece starting with ## joins the word before it; [CLS], [SEP] and
+    [PAD] belong to no word ([MASK] and [UNK] are words of their own)."""
+    groups = []
+    for position, piece in enumerate(pieces):
+        if piece in ("[CLS]", "[SEP]", "[PAD]"):
+            continue
+        if piece.startswith("##") and groups and groups[-1][-1] == position - 1:
+            groups[-1].append(position)
+        else:
+            groups.append([position])
+    return groups
+
+
+def check_word_groups(word_groups) -> bool:
+    """word_groups(pieces: list of WordPiece strings) -> list of lists of positions, one list per whole word,
+    in order: what whole-word masking chooses from."""
+
+    def test(fn):
+        cases = [
+            ["[CLS]", "the", "cat", "sat", "[SEP]"],
+            ["[CLS]", "una", "##ffa", "##ble", "tokens", "[SEP]", "it", "pu", "##rred", "[SEP]"],
+            ["[CLS]", "em", "##bed", "##ding", "##s", "are", "tables", ".", "[SEP]", "[PAD]", "[PAD]"],
+            ["[CLS]", "x", "*", "*", "2", "ang", "##strom", "[SEP]", "##s", "[SEP]"],
+        ]
+        for pieces in cases:
+            got = fn(list(pieces))
+            expect(isinstance(got, list) and all(isinstance(g, list) for g in got),
+                   f"return a list of lists of positions, got {got!r}")
+            want = reference_word_groups(pieces)
+            if got == want:
+                continue
+            flat = [position for group in got for position in group]
+            if any(pieces[position] in ("[CLS]", "[SEP]", "[PAD]") for position in flat):
+                expect(False, f"for {pieces}: [CLS], [SEP] and [PAD] are never masked, so they belong to no word")
+            if len(got) == sum(1 for p in pieces if p not in ("[CLS]", "[SEP]", "[PAD]")):
+                expect(False, f"for {pieces}: every piece is its own group; a piece that starts with ## continues "
+                       "the word before it")
+            expect(False, f"for {pieces} expected {want}, got {got}")
+
+    return run_check("word_groups", word_groups, test)
+
+
+def expected_corrupted(length: int = 128, vocab_size: int = 30522, num_special: int = 5) -> float:
+    """How many of a packed sequence's `length` tokens the model sees changed, on average: round(0.15 · length)
+    predictions (all of them fit in max_pred = 20 for length 128), of which 80 % become [MASK] and 10 % a random
+    non-special token, which is the original itself with probability 1 / (V - specials)."""
+    count = round(0.15 * length)
+    return count * (0.8 + 0.1 * (1 - 1 / (vocab_size - num_special)))
+
+
+def check_corrupted_count(answer) -> bool:
+    """answer: a number, the average count of tokens that differ from the original text in a pair packed to
+    exactly 128 tokens, after chapter 05's masking (within 0.05)."""
+
+    def test(answer):
+        expect(isinstance(answer, (int, float)) and not isinstance(answer, bool),
+               f"give one number (a count of tokens, it may have decimals), got {answer!r}")
+        want = expected_corrupted()
+        if abs(answer - want) <= 0.05:
+            return
+        hints = {0.15 * 128: "0.15 x 128 = 19.2, but the count is rounded to a whole number of predictions first",
+                 19: "19 positions are chosen, but 1 in 10 of them stays unchanged: the model sees the original",
+                 0.8 * 19: "a random replacement changes the token too (it is the original only by a 1 in 30,517 "
+                           "chance): count the 10 % random ones as well",
+                 0.9 * 0.15 * 128: "right idea, but round(0.15 x 128) is taken before the 80/10/10 split",
+                 0.9 * 0.15 * 125: "the count uses the packed length, [CLS] and [SEP] included: 128, not 125"}
+        for wrong, hint in hints.items():
+            if abs(answer - wrong) <= 0.05:
+                expect(False, f"{answer:g}: {hint}")
+        expect(False, f"{answer:g} is not it: how many positions are chosen (section 1.1), and which of the "
+               "three cases changes what the model sees?")
+
+    return run_check("corrupted_count", answer, test)

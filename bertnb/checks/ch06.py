@@ -10,73 +10,9 @@ import random
 from collections import Counter
 
 import torch
-from torch import nn
 
 from bertnb.checks import expect, run_check
-from bertnb.data import IS_NEXT, NOT_NEXT
 
-
-def check_nsp_label(nsp_label) -> bool:
-    """nsp_label(doc_a, doc_b) -> int: the label of a pair made by `make_nsp_examples`, whose B comes from
-    A's own document exactly when it is A's continuation. Hugging Face's convention: 0 = IsNext, 1 = NotNext."""
-
-    def test(fn):
-        for doc_a, doc_b in ((3, 3), (3, 7), (0, 0), (12, 4), (5, 5)):
-            got = fn(doc_a, doc_b)
-            want = IS_NEXT if doc_a == doc_b else NOT_NEXT
-            expect(not isinstance(got, bool), f"nsp_label({doc_a}, {doc_b}) returned the bool {got}: return the "
-                   "int 0 or 1. A list of bools becomes a torch.bool tensor, which cross_entropy refuses")
-            if isinstance(got, torch.Tensor) and got.numel() == 1:
-                got = got.item()
-            expect(isinstance(got, int), f"return an int, 0 or 1, got {got!r}")
-            if got == 1 - want:
-                expect(False, f"nsp_label({doc_a}, {doc_b}) = {got}: the labels are flipped. B from the same "
-                       "document is the true continuation, IsNext = 0; NotNext = 1 (Hugging Face's "
-                       "BertForPreTraining and the original BERT; d2l uses the opposite)")
-            expect(got == want, f"nsp_label({doc_a}, {doc_b}) should be {want}, got {got}")
-
-    return run_check("nsp_label", nsp_label, test)
-
-
-def check_pooler(pooler) -> bool:
-    """pooler(X [B, m, n], dense: nn.Linear(n, n)) -> [B, n]: BERT's pooled vector, tanh(dense(X[:, 0]))."""
-
-    def test(fn):
-        g = torch.Generator().manual_seed(6)
-        B, m, n = 3, 5, 8
-        dense = nn.Linear(n, n)
-        with torch.no_grad():
-            dense.weight.copy_(torch.randn(n, n, generator=g))  # large weights: tanh saturates visibly
-            dense.bias.copy_(torch.randn(n, generator=g))
-        X = torch.randn(B, m, n, generator=g)  # [B, m, n]
-        with torch.no_grad():
-            got = fn(X.clone(), dense)
-        expect(isinstance(got, torch.Tensor), f"return a tensor, got {type(got).__name__}")
-        with torch.no_grad():
-            want = torch.tanh(dense(X[:, 0]))  # [B, n]
-            variants = {
-                "mean": torch.tanh(dense(X.mean(1))),
-                "last": torch.tanh(dense(X[:, -1])),
-                "no tanh": dense(X[:, 0]),
-                "raw": X[:, 0],
-                "relu": torch.relu(dense(X[:, 0])),
-            }
-        expect(tuple(got.shape) == (B, n), f"X {tuple(X.shape)} should pool to [B, n] = {(B, n)}, got "
-               f"{tuple(got.shape)}")
-        hints = {
-            "mean": "that is mean pooling over all positions (sentence-transformers'); BERT's pooler reads "
-                    "only the [CLS] vector X[:, 0]",
-            "last": "that reads the last position; [CLS] is the first token: X[:, 0]",
-            "no tanh": "the dense layer is right, but the pooler ends with tanh",
-            "raw": "that is the raw [CLS] vector: the pooler passes it through the dense layer and tanh",
-            "relu": "the pooler's activation is tanh, not ReLU",
-        }
-        for name, value in variants.items():
-            if torch.allclose(got, value, atol=1e-5) and not torch.allclose(got, want, atol=1e-5):
-                expect(False, hints[name])
-        expect(torch.allclose(got, want, atol=1e-5), "the pooled vectors differ from tanh(dense(X[:, 0]))")
-
-    return run_check("pooler", pooler, test)
 
 
 def check_other_document(other_document) -> bool:
@@ -110,3 +46,85 @@ def check_other_document(other_document) -> bool:
                "two rngs with the same seed gave different documents: draw only from the rng you are given")
 
     return run_check("other_document", other_document, test)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The three-document toy corpus: how often does d2l's NotNext rule lie?
+
+TOY_CORPUS = [["a1", "a2", "a3", "a4"], ["b1", "b2"], ["c1", "c2", "c3"]]  # 3 documents of 4, 2 and 3 sentences
+
+
+def toy_notnext_shares(documents=TOY_CORPUS) -> tuple[float, float]:
+    """Exact probabilities for a NotNext pair made the d2l way: A is a sentence drawn uniformly from those that
+    have a next sentence, B = random.choice(random.choice(documents)). Returns (P[B from A's document],
+    P[B is the very sentence that follows A])."""
+    firsts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]  # every possible A
+    same_document = sum(1 / len(documents) for _ in firsts) / len(firsts)
+    true_next = sum(1 / len(documents) / len(documents[d]) for d, _ in firsts) / len(firsts)
+    return same_document, true_next
+
+
+def check_toy_notnext(answer) -> bool:
+    """answer = (share of NotNext pairs whose B is from A's own document, share whose B is A's real next
+    sentence) for the toy corpus TOY_CORPUS, with d2l's rule (see `toy_notnext_shares`); as two numbers
+    (fractions like 1 / 3 are fine), within 0.001."""
+
+    def test(answer):
+        expect(isinstance(answer, (tuple, list)) and len(answer) == 2,
+               f"give two numbers, (same document, true next sentence), got {answer!r}")
+        same, true_next = (float(x) for x in answer)
+        want_same, want_next = toy_notnext_shares()
+        sentences = sum(map(len, TOY_CORPUS))
+        if abs(same - want_same) > 0.001:
+            by_size = sum((len(doc) / sentences) ** 2 for doc in TOY_CORPUS)
+            if abs(same - by_size) < 0.001 or abs(same - 0.5 * by_size) < 0.001:
+                expect(False, f"{same:.3f} assumes B is a uniform draw over all {sentences} sentences; "
+                       "random.choice(random.choice(documents)) first picks a document, each with odds 1/3, "
+                       "whatever its size")
+            expect(False, f"the share of B from A's document: {same:.3f} is not it. Which document does the "
+                   "first random.choice pick, and with what odds?")
+        if abs(true_next - want_next) > 0.001:
+            if abs(true_next - 1 / sentences) < 0.001:
+                expect(False, f"1/{sentences} would hold if B were uniform over the sentences; here it is "
+                       "(1/3) x (1/size of A's document), averaged over the 6 possible A")
+            if abs(true_next - 1 / 9) < 0.001 or abs(true_next - 1 / len(TOY_CORPUS) / 3) < 0.001:
+                expect(False, "the chance depends on A's document: 1/3 to pick it, then 1/4, 1/2 or 1/3 to pick "
+                       "the right sentence; average over the 6 possible A (3 of them are in the first document)")
+            expect(False, f"the share of B that is A's true next sentence: {true_next:.3f} is not it")
+
+    return run_check("toy NotNext shares", answer, test)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Break the initialisation: nn.Embedding's default N(0, 1) in a tied model
+
+
+def check_break_init(break_init) -> bool:
+    """break_init(model): re-initialise the token embedding of a BertForPreTraining IN PLACE with N(0, 1)
+    (nn.Embedding's default), leaving every other parameter and the tie with the MLM decoder as they are."""
+
+    def test(fn):
+        from bertnb.model import BertConfig, BertForPreTraining
+
+        torch.manual_seed(0)
+        model = BertForPreTraining(BertConfig(vocab_size=500, hidden_size=32, num_layers=1, num_heads=2,
+                                              ffn_size=64, max_len=16))
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        table_before = model.bert.embeddings.token_embedding.weight
+        fn(model)  # changes the model in place; whatever it returns is ignored
+        table = model.bert.embeddings.token_embedding.weight
+        expect(model.mlm.decoder_weight is table,
+               "the MLM decoder no longer shares the token table: a new nn.Embedding (or a new Parameter) "
+               "replaced it, so the decoder still holds the old N(0, 0.02²) weights. Change the numbers in "
+               "place instead, e.g. with nn.init.normal_ or .copy_ under torch.no_grad()")
+        expect(table is table_before, "the table is a new Parameter object: an optimizer made before would not "
+               "see it. Change the numbers in place")
+        std, mean = table.detach().std().item(), table.detach().mean().item()
+        expect(abs(std - 1.0) < 0.05 and abs(mean) < 0.05,
+               f"the token table should now have mean 0 and standard deviation 1, got mean {mean:.3f}, "
+               f"std {std:.3f}")
+        for name, p in model.named_parameters():
+            if p is not table:
+                expect(torch.equal(p.detach(), before[name]), f"{name} changed: only the token table should")
+
+    return run_check("break_init", break_init, test)

@@ -165,36 +165,6 @@ _COUNTS = [
 ]
 
 
-def check_most_frequent(most_frequent) -> bool:
-    """most_frequent(label_counts) -> (token, accuracy): the token most often masked, and the accuracy of
-    always guessing it, the share of the masked labels it makes up (a float in [0, 1])."""
-
-    def test(fn):
-        for counts in _COUNTS:
-            total = sum(counts.values())
-            want_token, want_count = max(counts.items(), key=lambda item: item[1])
-            got = fn(Counter(counts))
-            expect(isinstance(got, (tuple, list)) and len(got) == 2,
-                   f"return a pair (token, accuracy), got {got!r}")
-            token, accuracy = got
-            if isinstance(token, torch.Tensor) and token.numel() == 1:
-                token = token.item()
-            accuracy = _as_float(accuracy, "most_frequent")
-            expect(token == want_token, f"for counts {dict(counts)} the most frequent token is {want_token} "
-                   f"({want_count} of {total}), got {token!r}"
-                   + (" (that is the count, not the token)" if token == want_count else ""))
-            if math.isclose(accuracy, want_count, rel_tol=1e-9) and want_count != 1:
-                expect(False, f"the accuracy is {accuracy}, the count of the token: divide by the total number "
-                       "of masked labels")
-            if math.isclose(accuracy, want_count / len(counts), rel_tol=1e-9) and total != len(counts):
-                expect(False, "that divides by the number of distinct tokens; the accuracy is a share of all "
-                       "masked labels: divide by the sum of the counts")
-            expect(math.isclose(accuracy, want_count / total, rel_tol=1e-9),
-                   f"for counts {dict(counts)} the accuracy should be {want_count} / {total} = "
-                   f"{want_count / total:.4f}, got {accuracy:.4f}")
-
-    return run_check("most_frequent", most_frequent, test)
-
 
 def _entropy(counts, log=math.log) -> float:
     total = sum(counts.values())
@@ -221,3 +191,46 @@ def check_unigram_entropy(unigram_entropy) -> bool:
                    f"for counts {dict(counts)} the entropy is {want:.4f} nats, got {got:.4f}")
 
     return run_check("unigram_entropy", unigram_entropy, test)
+
+
+def _cross_entropy(train_counts, heldout_counts, vocab_size, smoothing) -> float:
+    total = sum(train_counts.values()) + smoothing * vocab_size
+    n = sum(heldout_counts.values())
+    return -sum(c / n * math.log((train_counts.get(t, 0) + smoothing) / total) for t, c in heldout_counts.items())
+
+
+_HELDOUT = [  # (training label counts, held-out label counts, V): held-out text has tokens training never saw
+    (Counter({1012: 50, 1996: 30, 1010: 12, 2003: 5, 7: 3}), Counter({1012: 9, 1996: 3, 4242: 2, 7: 1}), 30522),
+    (Counter({0: 3, 1: 1}), Counter({0: 1, 1: 1}), 2),
+    (Counter({i: i + 1 for i in range(10, 30)}), Counter({i: 2 for i in range(20, 40)}), 50),
+]
+
+
+def check_heldout_cross_entropy(heldout_cross_entropy) -> bool:
+    """heldout_cross_entropy(train_counts, heldout_counts, vocab_size, smoothing=0.1) -> float: the MLM loss,
+    in nats, on held-out labels of a model that predicts token t with the training frequency
+    p(t) = (train_counts[t] + smoothing) / (sum of the counts + smoothing · V), as `init_mlm_bias_to_unigram`."""
+
+    def test(fn):
+        for train_counts, heldout_counts, V in _HELDOUT:
+            want = _cross_entropy(train_counts, heldout_counts, V, 0.1)
+            got = _as_float(fn(Counter(train_counts), Counter(heldout_counts), V, 0.1), "heldout_cross_entropy")
+            if math.isinf(got):
+                expect(False, "infinite: a held-out token that training never masked gets probability 0 "
+                       "without the smoothing; add `smoothing` to every count (and smoothing · V to the total)")
+            if math.isclose(got, _entropy(heldout_counts), rel_tol=1e-6) and not math.isclose(got, want):
+                expect(False, "that is the held-out labels' own entropy: it uses the held-out frequencies, "
+                       "which a model trained on the training labels cannot know")
+            if math.isclose(got, _entropy(train_counts), rel_tol=1e-6) and not math.isclose(got, want):
+                expect(False, "that is the training labels' entropy, the number the chapter's first plot "
+                       "wrongly compared with a held-out curve: average -log p(t) over the HELD-OUT labels")
+            unweighted = -sum(math.log((train_counts.get(t, 0) + 0.1) / (sum(train_counts.values()) + 0.1 * V))
+                              for t in heldout_counts) / len(heldout_counts)
+            if math.isclose(got, unweighted, rel_tol=1e-6) and not math.isclose(got, want, rel_tol=1e-6):
+                expect(False, "each distinct held-out token counted once: weight -log p(t) by how often t is a "
+                       "held-out label")
+            expect(math.isclose(got, want, rel_tol=1e-6),
+                   f"for training counts {dict(train_counts)}, held-out counts {dict(heldout_counts)}, V = {V}: "
+                   f"expected {want:.4f} nats, got {got:.4f}")
+
+    return run_check("heldout_cross_entropy", heldout_cross_entropy, test)
