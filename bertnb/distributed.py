@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import os
 import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -225,3 +226,13 @@ def rank_failure_message(err: BaseException, ranks: Ranks, checkpoint_path) -> s
     first_line = (str(err).splitlines() or [type(err).__name__])[0][:160]
     return (f"error: rank {ranks.rank} of {ranks.world_size} lost contact with another process "
             f"({type(err).__name__}: {first_line}); {where}")
+
+
+def exit_after_failure(err: BaseException, ranks: Ranks, checkpoint_path):
+    """Say why this rank stops (`rank_failure_message`), then exit with status 1. Going further, chapter 07.
+
+    torchrun sends SIGTERM to the survivors a moment later: it is ignored from here on, so it cannot interrupt
+    the exit half-way and bury the message under a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(rank_failure_message(err, ranks, checkpoint_path), file=sys.stderr, flush=True)
+    sys.exit(1)

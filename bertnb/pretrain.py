@@ -504,7 +504,7 @@ def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint
         sys.exit(f"error: {err}")
     except Exception as err:
         if ranks.parallel and distributed.is_communication_error(err):
-            sys.exit(distributed.rank_failure_message(err, ranks, checkpoint_path))
+            distributed.exit_after_failure(err, ranks, checkpoint_path)
         raise
 
 

@@ -69,7 +69,7 @@ def _rank_1_dies(rank, world_size, tmp):
             checkpoint_path=checkpoint)
     except Exception as err:  # what the command line does: one clear line, then exit
         assert distributed.is_communication_error(err), repr(err)
-        sys.exit(distributed.rank_failure_message(err, ranks, checkpoint))
+        distributed.exit_after_failure(err, ranks, checkpoint)
     sys.exit(0)
 
 
@@ -121,7 +121,7 @@ def test_a_failed_rank_ends_the_run_with_a_message_and_an_intact_checkpoint(tmp_
     context = _spawn(_rank_1_dies, tmp_path)
     for process in context.processes:  # both ranks end, neither hangs
         process.join(timeout=120)
-    assert [process.exitcode for process in context.processes] == [1, 3]  # rank 0: sys.exit(message)
+    assert [process.exitcode for process in context.processes] == [1, 3]  # rank 0: exit_after_failure's status
     err = capfd.readouterr().err
     assert "lost contact with another process" in err and "resume" in err
     assert read_checkpoint(tmp_path / "fail.pt")["step"] == 6  # the last one written, whole
