@@ -133,3 +133,33 @@ def test_shard_takes_strided_rows_and_refuses_too_small_a_batch():
     assert distributed.shard(indices, distributed.Ranks(1, 2)) == [11, 13, 15]
     with pytest.raises(ValueError, match="a batch of 1 examples cannot be shared by 2 processes"):
         distributed.shard([3], distributed.Ranks(1, 2))
+
+
+def test_shares_of_the_slot_count_rebuild_the_global_loss_a_plain_mean_does_not(tiny_data):
+    """The arithmetic shard_weighted_losses relies on, in one process: shards of one batch, weighted by their
+    share of the prediction slots (MLM) and of the examples (NSP), sum to the batch's losses."""
+    from bertnb.data import batch_indices, make_batch
+    from bertnb.train import pretraining_step_losses
+
+    train_data, _, tokenizer = tiny_data
+    model = tiny_model(len(tokenizer), dropout=0.0)
+
+    def shard_slots(step):
+        epoch, indices = batch_indices(len(train_data), 8, 3, step)
+        return [make_batch(train_data, distributed.shard(indices, distributed.Ranks(r, 2)), epoch)["mlm_weights"]
+                .sum().item() for r in range(2)]
+
+    step = next(s for s in range(50) if len(set(shard_slots(s))) == 2)  # a batch whose shards differ
+    epoch, indices = batch_indices(len(train_data), 8, 3, step)
+    whole = pretraining_step_losses(model, make_batch(train_data, indices, epoch))
+    mlm_parts, nsp_parts, rank_means = [], [], []
+    slots = make_batch(train_data, indices, epoch)["mlm_weights"].sum()
+    for rank in range(2):
+        part = make_batch(train_data, distributed.shard(indices, distributed.Ranks(rank, 2)), epoch)
+        losses = pretraining_step_losses(model, part)
+        mlm_parts.append(part["mlm_weights"].sum() / slots * losses["mlm_loss"])
+        nsp_parts.append(len(part["nsp_labels"]) / 8 * losses["nsp_loss"])
+        rank_means.append(losses["mlm_loss"])
+    torch.testing.assert_close(sum(mlm_parts), whole["mlm_loss"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sum(nsp_parts), whole["nsp_loss"], rtol=1e-5, atol=1e-6)
+    assert abs(sum(rank_means) / 2 - whole["mlm_loss"]) > 1e-4  # the plain mean of the ranks' losses is off
