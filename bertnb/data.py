@@ -495,16 +495,23 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
     """The shuffled example order of one epoch, from its own generator: the same on every run and machine.
     Built in chapter 07."""
+    return _epoch_permutation(num_examples, seed, epoch).tolist()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
+    # Kept as a tensor and cached: every step of an epoch slices the same order, and for a corpus of millions
+    # of examples drawing it (and turning it into a Python list) at each step would cost more than the step.
     generator = torch.Generator().manual_seed(1_000_000 * seed + epoch)  # distinct per (seed, epoch < 10^6)
-    return torch.randperm(num_examples, generator=generator).tolist()
+    return torch.randperm(num_examples, generator=generator)  # [num_examples]
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> tuple[int, list[int]]:
     """Step s -> (epoch, the example indices of its batch). No state: step s always gets the same batch.
     Built in chapter 07."""
     epoch, index = divmod(step, steps_per_epoch(num_examples, batch_size))
-    order = epoch_order(num_examples, seed, epoch)
-    return epoch, order[index * batch_size:(index + 1) * batch_size]
+    order = _epoch_permutation(num_examples, seed, epoch)
+    return epoch, order[index * batch_size:(index + 1) * batch_size].tolist()
 
 
 def make_batch(dataset, indices, epoch: int | None = None) -> dict:
