@@ -119,8 +119,13 @@ def test_two_processes_reproduce_one_process_and_resume_under_another_count(tiny
 
 def test_a_failed_rank_ends_the_run_with_a_message_and_an_intact_checkpoint(tmp_path, capfd):
     context = _spawn(_rank_1_dies, tmp_path)
-    for process in context.processes:  # both ranks end, neither hangs
-        process.join(timeout=120)
+    try:
+        for process in context.processes:  # both ranks end, neither hangs (a collective times out after 60 s)
+            process.join(timeout=120)
+    finally:
+        for process in context.processes:
+            if process.is_alive():  # only if the test is failing: leave no process behind
+                process.kill()
     assert [process.exitcode for process in context.processes] == [1, 3]  # rank 0: exit_after_failure's status
     err = capfd.readouterr().err
     assert "lost contact with another process" in err and "resume" in err
