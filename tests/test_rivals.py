@@ -175,3 +175,10 @@ def test_rival_baselines_on_real_data_score_the_models_slots():
     assert set(flat) == {f"mlm_{r}_{m}" for r in ("unigram", "left_bigram", "two_sided", "copy_two_sided")
                          for m in ("mask_accuracy", "accuracy", "cross_entropy")} | {"nsp_text_blind_accuracy"}
     assert flat["mlm_unigram_cross_entropy"] > 0
+
+
+def test_spread_indices():
+    from bertnb.rivals import spread_indices
+
+    assert spread_indices(5, None) == [0, 1, 2, 3, 4] and spread_indices(5, 10) == [0, 1, 2, 3, 4]
+    assert spread_indices(10, 4) == [0, 2, 5, 7]
