@@ -153,3 +153,23 @@ def test_prediction_profile_by_hand():
     assert profile["mask_content_slots"] == 1  # the [MASK] slot labelled 9 (5 and 6 are frequent)
     assert profile["mask_content_accuracy"] == 1.0
     assert frequent_token_ids({5: 3, 6: 3, 7: 1}, k=2) == {5, 6}
+
+
+def test_live_plot_draws_the_fair_rivals_on_zoomed_axes():
+    from bertnb.plots import LiveLossPlot
+
+    losses = [{"step": s, "mlm_loss": 10.3 if s < 5 else 6.0 - s / 1000} for s in range(1, 201)]  # a spike, then flat
+    history = [{"step": s, "mlm_loss": 5.9, "mlm_accuracy": 0.15, "nsp_accuracy": 0.6, "mlm_loss_mask": 6.1,
+                "mlm_accuracy_mask": 0.09} for s in (100, 200)]
+    base = {"mlm_unigram_entropy": 6.2, "mlm_unigram_heldout_cross_entropy": 6.4, "mlm_two_sided_cross_entropy": 4.3,
+            "mlm_most_frequent_heldout_accuracy": 0.04, "mlm_two_sided_mask_accuracy": 0.3,
+            "nsp_accuracy": 0.5, "nsp_text_blind_accuracy": 0.55}
+    ax_loss, ax_acc = LiveLossPlot().figure({"event": "end", "step": 200, "total_steps": 200, "losses": losses,
+                                             "history": history, "baselines": base}).axes
+    loss_labels = [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert {"unigram (held-out)", "two-sided n-gram", "held-out, [MASK] slots"} <= set(loss_labels)
+    assert "unigram entropy (in-sample)" not in loss_labels  # the in-sample number is not the rival
+    low, high = ax_loss.get_ylim()
+    assert low < 4.3 and 6.4 < high < 7.0  # zoomed: the first steps' 10.3 is left out of view
+    acc_labels = [t.get_text() for t in ax_acc.get_legend().get_texts()]
+    assert "MLM rival: two-sided n-gram, [MASK]" in acc_labels and "NSP: text-blind" in acc_labels
