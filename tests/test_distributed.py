@@ -96,8 +96,12 @@ def test_two_processes_reproduce_one_process_and_resume_under_another_count(tiny
     run(tiny_model(V, dropout=0.0), tiny_data, config(), stop_at=HALF, checkpoint_path=tmp_path / "one-half.pt")
     context = _spawn(_two_rank_runs, tmp_path)
     one = run(tiny_model(V, dropout=0.0), tiny_data, config())  # meanwhile, the reference in this process
-    while not context.join():
-        pass
+    try:
+        assert context.join(timeout=300), "the 2 ranks did not finish in 300 s"  # raises if a rank failed
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
     ddp = json.loads((tmp_path / "ddp.json").read_text())
 
     def assert_same_losses(got, expected):
