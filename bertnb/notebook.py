@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import random
@@ -34,6 +35,48 @@ def setup(seed: int = 0) -> None:
                                 "axes.grid": False, "font.size": 11, "axes.titlesize": 11,
                                 "axes.labelsize": 11, "legend.fontsize": 10})
     torch.set_printoptions(precision=4, sci_mode=False)
+    store_small_pngs()
+
+
+def palette_png(figure, dpi: float | None = None) -> bytes | None:
+    """The figure as PNG bytes with a 256-colour palette: about a third of the size of full colour, with no
+    visible difference on line plots and heatmaps, so stored notebooks stay small at 100 dpi. None for a figure
+    with nothing drawn (as IPython's own formatter). Built in chapter 00."""
+    from PIL import Image
+
+    if not figure.axes and not figure.lines and not figure.images:
+        return None
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi or matplotlib_dpi(), bbox_inches="tight")
+    buffer.seek(0)
+    picture = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    picture.save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
+def matplotlib_dpi() -> float:
+    """The dpi figures are saved at (`savefig.dpi`, or the figure dpi when that says "figure")."""
+    import matplotlib
+
+    dpi = matplotlib.rcParams["savefig.dpi"]
+    return matplotlib.rcParams["figure.dpi"] if dpi == "figure" else dpi
+
+
+def store_small_pngs() -> None:
+    """In a notebook kernel, show matplotlib figures as palette PNGs (`palette_png`); elsewhere do nothing.
+    Built in chapter 00."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    import matplotlib.pyplot  # noqa: F401  activates the inline backend now, so its PNG formatter cannot replace ours
+    from matplotlib.figure import Figure
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, palette_png)
 
 
 def in_colab() -> bool:
