@@ -1,5 +1,5 @@
 """The rivals a pretrained model must beat: n-gram lookup tables and a text-blind NSP guess, fitted on the
-TRAINING data only and scored on exactly the held-out slots and pairs the model is scored on.
+TRAINING data only (the unmasked training sequences) and scored on exactly the held-out slots and pairs the model is scored on.
 Built in chapter 07.
 
 A BERT that has learned something from the context must do better than counting. Each MLM rival is a
@@ -7,7 +7,8 @@ probability distribution over the vocabulary given what it sees of the slot's ne
 (masked) input the model sees; its guess is the most probable token (ties: the smallest id), its loss the
 cross-entropy of the right token:
 
-- **unigram**: token frequencies, add-k smoothed; its guess is always the most frequent token;
+- **unigram**: token frequencies, add-0.1 smoothed (`bertnb.metrics.UNIGRAM_SMOOTHING`); its guess is always
+  the most frequent token;
 - **left bigram**: p(token | the visible token on the left);
 - **two-sided**: p(token | left and right visible neighbours), because BERT sees both sides;
 - **copy-aware X**: where the slot does not show [MASK], the visible token is the answer half of the time
@@ -27,14 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bertnb.metrics import MASK, SLOT_KINDS, real_slots, slot_kinds
+from bertnb.metrics import MASK, SLOT_KINDS, UNIGRAM_SMOOTHING, real_slots, slot_kinds
 from bertnb.tokenization import is_punctuation
 from bertnb.validation import check_float, check_int
 
 # On a slot that does not show [MASK], the chance that the visible token is the answer: 10 % unchanged out of
 # the 20 % of slots that are not [MASK] (chapter 05's 80 / 10 / 10 rule, not a fitted number).
 COPY_PROBABILITY = 0.5
-UNIGRAM_SMOOTHING = 0.1  # add-k: every non-special token keeps some probability
 
 
 # --------------------------------------------------------------------------------------------------------
