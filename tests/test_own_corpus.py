@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from bertnb import own_corpus
 from bertnb.corpus import load_english_corpus
 from bertnb.data import PretrainingDataset, make_nsp_examples, split_documents, tokenize_documents
 from bertnb.own_corpus import build_own_corpus_data, corpus_files, iter_documents
