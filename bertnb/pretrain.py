@@ -4,6 +4,11 @@ line. Built in chapter 07.
     python -m bertnb.pretrain --corpus python-docs --minutes 10 --out runs/en-10min
     python -m bertnb.pretrain --corpus peoples-daily --minutes 10 --out runs/zh-10min
     python -m bertnb.pretrain --resume runs/en-10min/checkpoint.pt --out runs/en-10min   # after an interruption
+    python -m bertnb.pretrain --corpus my_texts/ --vocab wordpiece --total-steps 5000 --out runs/mine  # your text
+    torchrun --standalone --nproc_per_node 2 -m bertnb.pretrain --total-steps 4000 --out runs/ddp  # data-parallel
+
+Going further (README, "Pretraining at scale"): `--corpus PATH` reads your own text through `bertnb.own_corpus`,
+and under torchrun every process trains on its shard of each global batch (`bertnb.distributed`); rank 0 writes.
 
 One run is described by one `PretrainConfig`: the command line builds it (each flag's allowed range is the
 field's), checkpoints store it, and `--resume` reads it back. The command: checks every argument, builds the
