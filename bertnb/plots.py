@@ -315,28 +315,21 @@ class FineTuningLivePlot(LiveLossPlot):
         super().__init__(**kwargs)
         self.baseline = baseline or {}
 
-    def figure(self, event: dict | None = None):
-        from matplotlib.figure import Figure
-
-        event = event or self.last_event
-        fig = Figure(figsize=self.figsize, dpi=self.dpi, layout="constrained")
-        ax_loss, ax_dev = fig.subplots(1, 2)
-        if event is None:
-            return fig
-        losses, history, total = event["losses"], event["history"], event["total_steps"]
+    def _draw_loss(self, ax, losses, history, base, total) -> None:
         if losses:
             steps, values = [r["step"] for r in losses], [r["loss"] for r in losses]
-            ax_loss.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
-            ax_loss.plot(steps, _moving_average(values, self.smoothing), color="tab:blue", label="train loss")
-            ax_loss.legend(fontsize=7, loc="upper right")
-        ax_loss.set(xlim=(0, total), xlabel="step", ylabel="cross-entropy (nats)", title="training loss")
+            ax.plot(steps, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, _moving_average(values, self.smoothing), color="tab:blue", label="train loss")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set(xlim=(0, total), xlabel="step", ylabel="cross-entropy (nats)", title="training loss")
+
+    def _draw_accuracy(self, ax, history, base, total) -> None:
         for key, color in (("dev_accuracy", "tab:orange"), ("dev_macro_f1", "tab:green")):
             if history:
-                ax_dev.plot([h["step"] for h in history], [h[key] for h in history], "o-", color=color,
-                            markersize=3, label=key.replace("_", " "))
+                ax.plot([h["step"] for h in history], [h[key] for h in history], "o-", color=color,
+                        markersize=3, label=key.replace("_", " "))
         for (name, value), style in zip(self.baseline.items(), (":", "--")):
-            ax_dev.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
-        ax_dev.set(xlim=(0, total), ylim=(0, 1), xlabel="step", ylabel="score", title="dev set")
+            ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
+        ax.set(xlim=(0, total), ylim=(0, 1), xlabel="step", ylabel="score", title="dev set")
         if history or self.baseline:
-            ax_dev.legend(fontsize=7, loc="lower right")
-        return fig
+            ax.legend(fontsize=7, loc="lower right")
