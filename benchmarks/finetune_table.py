@@ -97,8 +97,8 @@ def markdown_table(rows: list[dict], task: str, pretraining: float | None) -> st
         accuracy = mean_std([r["test"]["accuracy"] for r in group])
         f1 = mean_std([r["test"]["macro_f1"] for r in group])
         if name in ("majority", "bag-of-words"):
-            lines.append(f"| {ROW_NAMES[name]} | – | – | {'–' if name == 'majority' else '%.1f' % (group[0]['fit_seconds'] / 60)} "
-                         f"| – | {accuracy} | {f1} |")
+            fit_minutes = "–" if name == "majority" else f"{group[0]['fit_seconds'] / 60:.1f}"
+            lines.append(f"| {ROW_NAMES[name]} | – | – | {fit_minutes} | – | {accuracy} | {f1} |")
             continue
         minutes = statistics.mean(r["fine_tuning_seconds"] for r in group) / 60
         before = "0" if name == "random" else "not ours" if name.startswith("minilm") else f"{pretraining:.0f}"

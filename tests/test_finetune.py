@@ -233,4 +233,4 @@ def test_bag_of_words_baseline_and_majority_on_real_reviews():
     result = bag_of_words_baseline(train, dev, test, "chars", 2, l2_grid=(1e-3,))
     majority = majority_class(train)
     majority_accuracy = sum(label == majority for _, label in test) / len(test)
-    assert result["test"]["accuracy"] > majority_accuracy + 0.15  # words carry sentiment; measured 0.79 vs 0.53
+    assert result["test"]["accuracy"] > majority_accuracy + 0.15  # words carry sentiment; measured 0.76 vs 0.54
