@@ -15,7 +15,9 @@ text to runs/cache/), so the held-out documents are the same for all; `python -m
 runs/cache/python_docs.txt --vocab wordpiece --vocab-size 4000 --dropout 0 ...` then trains any variant for real.
 
 Equal wall clock: each variant's seconds per step are timed interleaved at the start (a neighbour's burst slows
-all alike; `bertnb.timing.interleaved_seconds`) and its step count set to fill `--minutes`; a cheaper step
+all alike; `bertnb.timing.interleaved_seconds`; variants whose steps cost the same, e.g. two learning rates,
+share one timing) and its step count set to fill `--minutes`; the seconds each run really took are reported,
+since on a shared machine the timing and the runs see different loads; a cheaper step
 (a smaller vocabulary) buys more steps, which is part of what it is worth. The seed sets the initial weights
 and the batch order; the data split and the masks are fixed. Each trained model is evaluated once, on a fixed
 held-out subset (512 NSP pairs, as the pretraining runs), split by kind of slot (`bertnb.metrics.evaluate(...,
@@ -110,8 +112,15 @@ def make_model(cfg: PretrainConfig, vocab_size: int, seed: int) -> BertForPreTra
     return BertForPreTraining(cfg.model_config(vocab_size))
 
 
-def seconds_per_step(configs: dict, cache: dict, rounds: int = 4) -> dict:
-    """Median seconds per train step of each variant (its own data, model and optimizer), timed interleaved."""
+def compute_key(cfg: PretrainConfig) -> tuple:
+    """What sets the cost of a step: variants that differ only in learning rate or schedule share one timing, so
+    timing noise cannot hand one of them more steps than the other."""
+    return (cfg.vocab, cfg.vocab_size, cfg.max_len, cfg.max_pred, cfg.batch_size, cfg.dropout > 0)
+
+
+def seconds_per_step(configs: dict, cache: dict, rounds: int = 6) -> dict:
+    """Median seconds per train step of each variant (its own data, model and optimizer), timed interleaved,
+    once per `compute_key`."""
     def step_fn(cfg):
         train, _, tokenizer, _, _ = data_for(cfg, cache)
         model = make_model(cfg, len(tokenizer), 0)
@@ -120,8 +129,12 @@ def seconds_per_step(configs: dict, cache: dict, rounds: int = 4) -> dict:
                    (batch_indices(len(train), cfg.batch_size, 0, s) for s in range(rounds))]
         return lambda round_: train_step(model, batches[round_], optimizer, None, cfg.clip_norm)
 
+    representatives = {}
+    for cfg in configs.values():
+        representatives.setdefault(compute_key(cfg), cfg)
     with torch.random.fork_rng(devices=[]):
-        return interleaved_seconds({name: step_fn(cfg) for name, cfg in configs.items()}, rounds)
+        timed = interleaved_seconds({key: step_fn(cfg) for key, cfg in representatives.items()}, rounds)
+    return {name: timed[compute_key(cfg)] for name, cfg in configs.items()}
 
 
 def mean_std(values) -> str:
@@ -180,13 +193,14 @@ def main(argv=None) -> dict:
 
     print(f"\n{args.minutes:g} wall-clock minutes per run, mean ± std over seeds {args.seeds}, "
           f"{torch.get_num_threads()} thread(s); held-out: {EVAL_EXAMPLES} pairs\n")
-    print("| recipe | V | steps | epochs | [MASK] accuracy | best n-gram rival ([MASK]) | model − rival | "
+    print("| recipe | V | steps | seconds | epochs | [MASK] accuracy | best n-gram rival ([MASK]) | model − rival | "
           "all slots | MLM loss | NSP |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, results in runs.items():
         _, _, tokenizer, _, rivals = data_for(configs[name], cache)
         best_rival = max(rivals[f"mlm_{r}_mask_accuracy"] for r in RIVALS)
-        print(f"| {name} | {len(tokenizer):,} | {steps[name]} | {results[0]['epochs']:.2f} | "
+        print(f"| {name} | {len(tokenizer):,} | {steps[name]} | {statistics.mean(r['seconds'] for r in results):.0f} | "
+              f"{results[0]['epochs']:.2f} | "
               f"{mean_std(r['mlm_accuracy_mask'] for r in results)} | {best_rival:.3f} | "
               f"{mean_std(r['mask_accuracy_minus_best_rival'] for r in results)} | "
               f"{mean_std(r['mlm_accuracy'] for r in results)} | {mean_std(r['mlm_loss'] for r in results)} | "
