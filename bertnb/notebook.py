@@ -73,8 +73,10 @@ def store_small_pngs() -> None:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
         return
-    import matplotlib.pyplot  # noqa: F401  activates the inline backend now, so its PNG formatter cannot replace ours
+    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
+
+    plt.close(plt.figure())  # loads the inline backend now, which installs its own PNG formatter: ours replaces it
 
     shell.display_formatter.formatters["image/png"].for_type(Figure, palette_png)
 

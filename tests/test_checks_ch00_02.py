@@ -229,3 +229,31 @@ def test_sinusoidal_reference_matches_the_formula_by_hand():
     assert table[0].tolist() == [0.0, 1.0, 0.0, 1.0]  # position 0: sin 0 = 0, cos 0 = 1
     assert math.isclose(table[5, 2].item(), math.sin(5 / 10000 ** (2 / 4)), rel_tol=1e-6)
     assert math.isclose(table[5, 3].item(), math.cos(5 / 10000 ** (2 / 4)), rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bertnb.notebook: the figure defaults and the small stored PNGs
+
+
+def test_setup_sets_projector_defaults_and_palette_png_is_small():
+    import io
+
+    import matplotlib
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from bertnb.notebook import palette_png, setup
+
+    setup()  # outside a kernel: the rcParams only, no formatter
+    assert matplotlib.rcParams["figure.dpi"] >= 100 and matplotlib.rcParams["font.size"] >= 11
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.imshow(torch.rand(20, 20).numpy(), cmap="RdBu_r")
+    ax.plot(range(20), torch.rand(20).numpy())
+    full = io.BytesIO()
+    fig.savefig(full, format="png", dpi=100, bbox_inches="tight")
+    small = palette_png(fig)
+    picture = Image.open(io.BytesIO(small))
+    assert picture.mode == "P" and picture.size == Image.open(io.BytesIO(full.getvalue())).size
+    assert len(small) < len(full.getvalue())
+    assert palette_png(Figure()) is None  # nothing drawn: nothing shown, as IPython's own formatter
