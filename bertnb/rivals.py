@@ -320,7 +320,7 @@ def rival_baselines(train_data, eval_batches, tokenizer=None) -> dict:
     `bertnb.plots.LiveLossPlot`): fitted on `train_data` (a PretrainingDataset), scored on the held-out
     `eval_batches`. Keys "mlm_<rival>_mask_accuracy", "mlm_<rival>_accuracy" and "mlm_<rival>_cross_entropy" for
     rival in unigram, left_bigram, two_sided, copy_two_sided; with `tokenizer` (it names the punctuation) also
-    "nsp_text_blind_accuracy". About 10 s for the English corpus. Built in chapter 07."""
+    "nsp_text_blind_accuracy". 10-20 s for the English corpus on one CPU core. Built in chapter 07."""
     special = train_data.special
     counts = NgramCounts(packed_training_sequences(train_data), special.special_ids, special.vocab_size)
     slots = heldout_slots(eval_batches, special.mask_id)
