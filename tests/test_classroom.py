@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 from tools import nbgrader_release, wheelhouse
 from tools.exercises import (NOTEBOOKS, SOLUTIONS, MissingSolution, Stub, chapter_notebooks, find_stubs,
-                             reference_of, solution_lines, solved_source, stubs_in_cell, test_files_of,
+                             reference_of, solution_lines, solved_source, stubs_in_cell, chapter_test_files,
                              unmatched_solutions)
 from tools.solved_copies import check_results, write_solved_copy
 from tools.student_copies import fresh_folder, marker_tag, write_student_copies
@@ -64,7 +64,7 @@ def test_the_naming_rule_and_its_exceptions():
     def stub(chapter, name, kind):
         return Stub(NOTEBOOKS / f"{chapter}_x.ipynb", 0, name, kind, 1, 2, None)
 
-    assert [path.name for path in test_files_of("01")] == ["test_checks_ch00_02.py"]
+    assert [path.name for path in chapter_test_files("01")] == ["test_checks_ch00_02.py"]
     assert reference_of(stub("07", "my_cosine_factor", "function")) == ("test_checks_ch07.py", "cosine_factor")
     assert reference_of(stub("08", "initial_loss", "value")) == ("test_checks_ch08.py", "INITIAL_LOSS")
     assert reference_of(stub("10", "predicted", "value")) == ("test_checks_ch10.py", "NODE_COUNTS")

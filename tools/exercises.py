@@ -139,7 +139,7 @@ def _test_module(file_name: str) -> tuple[str, ast.Module]:
     return source, ast.parse(source)
 
 
-def test_files_of(chapter: str) -> list[Path]:
+def chapter_test_files(chapter: str) -> list[Path]:
     """The test files holding a chapter's reference solutions: test_checks_ch07.py, test_checks_ch05_06.py..."""
     files = []
     for path in sorted(TESTS.glob("test_checks_ch*.py")):
@@ -158,11 +158,11 @@ def reference_of(stub: Stub) -> tuple[str, str]:
         return file_name, name
     base = stub.name.removeprefix("my_")
     wanted = [base] if stub.kind == "function" else [base.upper(), base]
-    found = [(path.name, name) for path in test_files_of(stub.chapter) for name in wanted
+    found = [(path.name, name) for path in chapter_test_files(stub.chapter) for name in wanted
              if name in _definitions(_test_module(path.name)[1])]
     if len(found) == 1:
         return found[0]
-    files = ", ".join(path.name for path in test_files_of(stub.chapter)) or f"no test_checks_ch{stub.chapter}*.py"
+    files = ", ".join(path.name for path in chapter_test_files(stub.chapter)) or f"no test_checks_ch{stub.chapter}*.py"
     problem = "no reference solution" if not found else f"more than one reference solution {found}"
     raise MissingSolution(
         f"{stub.where()}: {problem}. Define {' or '.join(wanted)} (once) in the chapter's test file ({files}), with "
