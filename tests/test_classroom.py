@@ -15,8 +15,8 @@ import pytest
 from nbclient import NotebookClient
 
 from tools import nbgrader_release, wheelhouse
-from tools.exercises import (NOTEBOOKS, SOLUTIONS, MissingSolution, Stub, chapter_notebooks, find_stubs,
-                             reference_of, solution_lines, solved_source, stubs_in_cell, chapter_test_files,
+from tools.exercises import (NOTEBOOKS, SOLUTIONS, MissingSolution, Stub, chapter_notebooks, chapter_test_files,
+                             find_stubs, reference_of, solution_lines, solved_source, stubs_in_cell,
                              unmatched_solutions)
 from tools.solved_copies import check_results, write_solved_copy
 from tools.student_copies import fresh_folder, marker_tag, write_student_copies

@@ -84,7 +84,8 @@ def write_student_copies(out: Path = DEFAULT_OUT, notebooks: Path = NOTEBOOKS) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder to write (its old chapter copies are replaced)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder to write (its old chapter copies are replaced)")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the chapters")
     args = parser.parse_args(argv)
     written = write_student_copies(args.out, args.notebooks)
