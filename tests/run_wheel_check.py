@@ -61,8 +61,9 @@ def make_environment(wheel: Path) -> Path:
     shutil.rmtree(env, ignore_errors=True)
     run([sys.executable, "-m", "venv", str(env)])
     python = env / "bin" / "python"
+    # what a Colab user's kernel has: the wheel with its extras, and a kernel to run a notebook (not JupyterLab)
     run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", TORCH,
-         f"{wheel}[data,reference,export,notebooks]"])
+         f"{wheel}[data,reference,export]", "ipykernel>=6.29", "nbclient>=0.10", "nbformat>=5.9"])
     return python
 
 
