@@ -38,7 +38,7 @@ def draw_bert_architecture(cfg=None, ax=None):
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8.5, 10.5))
+        _, ax = plt.subplots(figsize=(9.5, 11.5))
     ax.set_xlim(0, 12)
     ax.set_ylim(0, 16)
     ax.axis("off")
@@ -48,13 +48,13 @@ def draw_bert_architecture(cfg=None, ax=None):
     def box(x, y, w, h, text, kind, **kw):  # (x, y) is the centre
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.15",
                                     facecolor=colors[kind], edgecolor="#555555", linewidth=1, **kw))
-        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+        ax.text(x, y, text, ha="center", va="center", fontsize=10)
 
     def arrow(x1, y1, x2, y2, label=None, style="-|>", **kw):
         ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), arrowstyle=style, mutation_scale=10,
                                      color="#444444", linewidth=1, shrinkA=0, shrinkB=0, **kw))
         if label:
-            ax.text((x1 + x2) / 2 + 0.12, (y1 + y2) / 2, label, fontsize=8.5, color="#1f4e79",
+            ax.text((x1 + x2) / 2 + 0.12, (y1 + y2) / 2, label, fontsize=10, color="#1f4e79",
                     ha="left", va="center", family="monospace")
 
     # 1. inputs and the three embedding tables
@@ -88,8 +88,8 @@ def draw_bert_architecture(cfg=None, ax=None):
     arrow(6, 8.6, 2.35, 8.6, style="-")
     arrow(2.35, 8.6, 2.35, 6.45, style="-")
     arrow(2.35, 6.45, 4.2, 6.45)
-    ax.text(2.2, 10.2, "residual", rotation=90, fontsize=8, ha="right", va="center", color="#666666")
-    ax.text(2.2, 7.5, "residual", rotation=90, fontsize=8, ha="right", va="center", color="#666666")
+    ax.text(2.2, 10.2, "residual", rotation=90, fontsize=10, ha="right", va="center", color="#666666")
+    ax.text(2.2, 7.5, "residual", rotation=90, fontsize=10, ha="right", va="center", color="#666666")
     arrow(6, 6.15, 6, 5.1)
     box(6, 4.75, 2.8, 0.7, "X  [B, m, n]", "tensor")
 
@@ -113,7 +113,7 @@ def draw_bert_architecture(cfg=None, ax=None):
     if cfg is not None:
         title += (f"\nV = {cfg.vocab_size:,}   n = {cfg.hidden_size}   L = {cfg.num_layers}   h = {cfg.num_heads}"
                   f"   d = {cfg.hidden_size // cfg.num_heads}   f = {cfg.ffn_size}   max_len = {cfg.max_len}")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(title, fontsize=12)
     return ax
 
 
