@@ -77,6 +77,7 @@ def evaluate_run(run_dir: Path) -> dict:
         return tokenizer.convert_ids_to_tokens([int(i)])[0]
 
     most_frequent = int(np.argmax(NgramRivals(counts).unigram))
+    most_frequent_label = max(label_counts, key=lambda t: (label_counts[t], -t))
     model_metrics["most_predicted_token_text"] = token(model_metrics["most_predicted_token"])
     return {
         "run": str(run_dir), "corpus": cfg["corpus"], "steps": recorded["steps"],
@@ -88,7 +89,7 @@ def evaluate_run(run_dir: Path) -> dict:
         "nsp": nsp_rivals(train_data, batches, punctuation_ids(tokenizer.vocab)),
         "recorded": {"final": recorded.get("final"), "baselines": recorded.get("baselines")},
         "baselines_now": {**pretraining_baselines(label_counts, batches, len(tokenizer)),
-                          "mlm_most_frequent_label_text": token(max(label_counts, key=lambda t: (label_counts[t], -t)))},
+                          "mlm_most_frequent_label_text": token(most_frequent_label)},
     }
 
 

@@ -229,7 +229,8 @@ class LiveLossPlot:
             ax.plot(steps, smooth, color="tab:blue", label="train MLM loss")
             shown += list(smooth[len(smooth) // 10:])  # the first tenth (the fall from ln V) may leave the view
         hs = [h["step"] for h in history]
-        for key, style, label in (("mlm_loss", "o-", "held-out, all slots"), ("mlm_loss_mask", "s-", "held-out, [MASK] slots")):
+        for key, style, label in (("mlm_loss", "o-", "held-out, all slots"),
+                                  ("mlm_loss_mask", "s-", "held-out, [MASK] slots")):
             values = [h.get(key) for h in history]
             if values and all(v is not None for v in values):
                 ax.plot(hs, values, style, color="black", markersize=3, linewidth=1 if key == "mlm_loss" else 1.6,

@@ -1,6 +1,6 @@
 """The rivals a pretrained model must beat: n-gram lookup tables and a text-blind NSP guess, fitted on the
-TRAINING data only (the unmasked training sequences) and scored on exactly the held-out slots and pairs the model is scored on.
-Built in chapter 07.
+TRAINING data only (the unmasked training sequences) and scored on exactly the held-out slots and pairs the
+model is scored on. Built in chapter 07.
 
 A BERT that has learned something from the context must do better than counting. Each MLM rival is a
 probability distribution over the vocabulary given what it sees of the slot's neighbourhood, the same
