@@ -249,12 +249,12 @@ def publish_run(run_dir, out_dir, max_bytes: int = 10_000_000) -> dict:
                  lambda tmp: save_file(half, tmp, metadata={**metadata, "stored_dtype": "float16"}))
     for name in ("vocab.txt", "loss.png"):
         shutil.copyfile(run_dir / name, out_dir / name)
-    model, _, _ = load_run(out_dir)
+    model, tokenizer, _ = load_run(out_dir)
     args = metrics.get("pretrain_config") or metrics["args"]  # "args": runs written before PretrainConfig
     _, heldout, _ = build_pretraining_data(args["corpus"], max_len=args["max_len"], max_pred=args["max_pred"],
                                            held_out_fraction=args["held_out_fraction"], seed=args["seed"])
     batches = heldout_batches(heldout, args["batch_size"], args["eval_examples"], args["seed"])
-    metrics["final_after_float16_storage"] = evaluate(model, batches)
+    metrics["final_after_float16_storage"] = evaluate(model, batches, mask_id=tokenizer.mask_id)
     metrics["train_loss"].pop("per_step", None)  # keep the committed file small; the run folder has it
     metrics["published_from"] = str(run_dir)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

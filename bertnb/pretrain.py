@@ -169,9 +169,11 @@ def init_mlm_bias_to_unigram(model, label_counts: dict, smoothing: float = 0.1) 
 
 def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint_path=None, resume=None,
              stop_at: int | None = None, callback=None, progress: bool = True, verbose: bool = True,
-             device=None, checkpoint_extras: dict | None = None, ranks=None) -> dict:
+             device=None, checkpoint_extras: dict | None = None, ranks=None, rivals: bool = False,
+             tokenizer=None) -> dict:
     """Pretrain `model` (a BertForPreTraining) for `cfg.total_steps` steps with `bertnb.train.fit`.
-    Built in chapter 07.
+    Built in chapter 07. With `rivals`, the n-gram rivals of `bertnb.rivals` join the baselines (and, given the
+    `tokenizer`, the text-blind NSP guess): what the command line records in metrics.json.
 
     Step s trains on `batch_indices(len(train_data), B, seed, s)` with the masks of its epoch (dynamic
     masking). Held-out MLM / NSP accuracy is measured at each evaluation beside the trivial baselines
@@ -197,7 +199,11 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
     bf16 = resolve_bf16(cfg.bf16, device)
     eval_batches = heldout_batches(heldout_data, cfg.batch_size, cfg.eval_examples, cfg.seed) if heldout_data else []
     label_counts = masked_label_counts(label_count_sample(train_data))
-    baselines = pretraining_baselines(label_counts, eval_batches)
+    baselines = pretraining_baselines(label_counts, eval_batches, train_data.special.vocab_size)
+    if rivals and eval_batches and ranks.is_main:  # the n-gram rivals on the same held-out slots (10-20 s)
+        from bertnb.rivals import rival_baselines
+
+        baselines.update(rival_baselines(train_data, eval_batches, tokenizer))
     if cfg.init_mlm_bias and resume is None:
         init_mlm_bias_to_unigram(model, label_counts)
 
@@ -213,9 +219,12 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
             eval_batches, checkpoint_path, callback, progress, verbose = [], None, None, False, False
 
     def evaluate_fn(model) -> dict:
-        metrics = evaluate(model, eval_batches, bf16)
+        metrics = evaluate(model, eval_batches, bf16, mask_id=train_data.special.mask_id)
         if verbose:
-            print(f"held-out MLM accuracy {metrics['mlm_accuracy']:.3f} (most-frequent baseline "
+            print(f"held-out MLM accuracy on [MASK] slots {metrics['mlm_accuracy_mask']:.3f}"
+                  + (f" (two-sided n-gram {baselines['mlm_two_sided_mask_accuracy']:.3f})"
+                     if "mlm_two_sided_mask_accuracy" in baselines else "") + ", all slots "
+                  f"{metrics['mlm_accuracy']:.3f} (most-frequent baseline "
                   f"{baselines['mlm_most_frequent_heldout_accuracy']:.3f})  MLM loss {metrics['mlm_loss']:.3f} "
                   f"(unigram {baselines['mlm_unigram_entropy']:.3f})  NSP accuracy {metrics['nsp_accuracy']:.3f} "
                   f"(baseline 0.5)", flush=True)
@@ -455,7 +464,7 @@ def main(argv=None) -> dict:
         sys.exit(f"error: {args.resume} is already at step {resume_state['step']}: nothing left to train")
 
     result = _train(model, train_data, heldout_data, cfg, args, ranks, device, out / "checkpoint.pt",
-                    {"command": command, "threads": torch.get_num_threads()})
+                    {"command": command, "threads": torch.get_num_threads()}, tokenizer)
     metadata = {"format": "bertnb.model.BertForPreTraining", "config": json.dumps(asdict(model.cfg)),
                 "command": command, "corpus": cfg.corpus, "vocab": "vocab.txt", "do_lower_case": "true",
                 "steps": str(result["steps"]), "final": json.dumps(result["final"])}
@@ -496,7 +505,7 @@ def pretraining_data(cfg: PretrainConfig, cache_dir, ranks):
     return data if ranks.local_rank == 0 else build()
 
 
-def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint_path, extras) -> dict:
+def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint_path, extras, tokenizer) -> dict:
     """pretrain(), with the errors that end a run turned into one clear line (and no traceback)."""
     from bertnb import distributed
 
@@ -504,7 +513,8 @@ def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint
         distributed.stop_cleanly_on_sigterm()
     try:
         return pretrain(model, train_data, heldout_data, cfg, checkpoint_path=checkpoint_path, resume=args.resume,
-                        stop_at=args.stop_at, device=device, checkpoint_extras=extras, ranks=ranks)
+                        stop_at=args.stop_at, device=device, checkpoint_extras=extras, ranks=ranks,
+                        rivals=True, tokenizer=tokenizer)
     except (CheckpointError, CheckpointWriteError) as err:  # damaged, foreign or unwritable: no traceback
         sys.exit(f"error: {err}")
     except Exception as err:
@@ -526,7 +536,8 @@ def _run_rank(cfg: PretrainConfig, args, ranks, device) -> dict:
     model = BertForPreTraining(cfg.model_config(len(tokenizer))).to(device)
     if args.threads != "auto":
         torch.set_num_threads(args.threads)
-    result = _train(model, train_data, heldout_data, cfg, args, ranks, device, Path(args.out) / "checkpoint.pt", {})
+    result = _train(model, train_data, heldout_data, cfg, args, ranks, device, Path(args.out) / "checkpoint.pt", {},
+                    tokenizer)
     distributed.finish(ranks)
     return {"steps": result["steps"], "rank": ranks.rank}
 
@@ -555,6 +566,10 @@ def print_summary(result: dict, out: Path) -> None:
     final, base = result["final"], result["baselines"]
     print(f"done: {result['steps']} of {result['total_steps']} steps in {result['seconds']:.0f} s.")
     if final is not None:
+        if "mlm_accuracy_mask" in final:
+            rival = base.get("mlm_two_sided_mask_accuracy")
+            print(f"held-out [MASK] slots: MLM accuracy {final['mlm_accuracy_mask']:.3f}"
+                  + (f" against the two-sided n-gram's {rival:.3f}" if rival is not None else ""))
         print(f"held-out (step {final['step']}): MLM accuracy {final['mlm_accuracy']:.3f} (most-frequent-token "
               f"baseline {base['mlm_most_frequent_heldout_accuracy']:.3f}), MLM loss {final['mlm_loss']:.3f} nats "
               f"(unigram entropy {base['mlm_unigram_entropy']:.3f}), NSP accuracy {final['nsp_accuracy']:.3f}")

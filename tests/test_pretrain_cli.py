@@ -126,7 +126,12 @@ def test_cli_end_to_end_on_the_real_english_corpus(tmp_path):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["steps"] == 4 and saved["command"].startswith("python -m bertnb.pretrain --corpus python-docs")
-    assert set(saved["final"]) == {"step", "mlm_accuracy", "nsp_accuracy", "mlm_loss"}
+    assert {"step", "mlm_accuracy", "nsp_accuracy", "mlm_loss", "mlm_accuracy_mask", "mlm_loss_mask",
+            "mlm_share_mask", "mlm_accuracy_unchanged", "mlm_accuracy_random"} <= set(saved["final"])
+    assert saved["final"]["mlm_share_mask"] + saved["final"]["mlm_share_random"] + \
+        saved["final"]["mlm_share_unchanged"] == pytest.approx(1.0)
+    assert {"mlm_two_sided_mask_accuracy", "mlm_left_bigram_mask_accuracy", "nsp_text_blind_accuracy",
+            "mlm_unigram_heldout_cross_entropy"} <= set(saved["baselines"])  # the rivals, in metrics.json
     assert [h["step"] for h in saved["history"]] == [2, 4] and saved["baselines"]["nsp_accuracy"] == 0.5
     assert saved["machine"]["torch_threads"] == 1 and saved["machine"]["device"] == "cpu"
     assert metrics["final"] == saved["final"]
