@@ -21,6 +21,8 @@ import random
 
 import torch
 
+from bertnb.validation import check_int
+
 
 @torch.no_grad()
 def mask_probabilities(model, tokenizer, text: str, text_b: str | None = None) -> torch.Tensor:
@@ -137,14 +139,15 @@ def sample_slots(candidates, k: int, seed: int = 0) -> list[int]:
     """`k` of the slot indices `candidates`, drawn without replacement by a `random.Random(seed)`, in
     increasing order: the same sample on every run. Built in chapter 07."""
     candidates = list(candidates)
-    if not isinstance(k, int) or not 1 <= k <= len(candidates):
-        raise ValueError(f"k must be an int from 1 to the {len(candidates)} candidates, got {k!r}")
+    k = check_int("k (slots to sample)", k, 1, len(candidates))
     return sorted(random.Random(seed).sample(candidates, k))
 
 
 def context_window(tokenizer, ids: list[int], position: int, width: int = 6) -> str:
     """The `width` tokens either side of `position` as text, the slot itself shown as [MASK] (whatever the
     input held there), '...' where the sequence goes on. Built in chapter 07."""
+    position = check_int("position", position, 0, len(ids) - 1)
+    width = check_int("width", width, 0)
     start, end = max(0, position - width), min(len(ids), position + width + 1)
     pieces = tokenizer.convert_ids_to_tokens(ids[start:end])
     pieces[position - start] = "[MASK]"

@@ -364,5 +364,7 @@ def test_slot_contexts_follow_predict_slots_order_and_the_sample_is_fixed():
     assert context_window(Vocab(), [2, 5, 5, 5, 5, 3], 3, width=1) == "... word [MASK] word ..."
     assert sample_slots(range(100), 5, seed=0) == sample_slots(range(100), 5, seed=0)
     assert sample_slots(range(100), 5, seed=0) == sorted(sample_slots(range(100), 5, seed=0))
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match=r"k \(slots to sample\) must be an int in \[1, 3\], got 4"):
         sample_slots(range(3), 4)
+    with pytest.raises(ValueError, match=r"position must be an int in \[0, 5\], got 6"):
+        context_window(Vocab(), [2, 5, 5, 5, 5, 3], 6)
