@@ -133,7 +133,7 @@ def code2flow_graph(files, out, target_function: str | None = None, callers: int
 
 def module_of(code2flow_name: str, stems: dict) -> str:
     """'train::train_step' -> 'bertnb.train' (code2flow names a function by its file's stem); a subpackage's
-    modules count as the subpackage ('ch05::check_gather' -> 'bertnb.checks').
+    modules count as the subpackage ('ch05::check_weighted_mlm_loss' -> 'bertnb.checks').
 
     Built in chapter 10."""
     return ".".join(stems[code2flow_name.split("::")[0]].split(".")[:2])

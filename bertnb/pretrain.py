@@ -226,7 +226,8 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
                      if "mlm_two_sided_mask_accuracy" in baselines else "") + ", all slots "
                   f"{metrics['mlm_accuracy']:.3f} (most-frequent baseline "
                   f"{baselines['mlm_most_frequent_heldout_accuracy']:.3f})  MLM loss {metrics['mlm_loss']:.3f} "
-                  f"(unigram {baselines['mlm_unigram_entropy']:.3f})  NSP accuracy {metrics['nsp_accuracy']:.3f} "
+                  f"(held-out unigram {baselines['mlm_unigram_heldout_cross_entropy']:.3f})  NSP accuracy "
+                  f"{metrics['nsp_accuracy']:.3f} "
                   f"(baseline 0.5)", flush=True)
         return metrics
 
@@ -572,7 +573,9 @@ def print_summary(result: dict, out: Path) -> None:
                   + (f" against the two-sided n-gram's {rival:.3f}" if rival is not None else ""))
         print(f"held-out (step {final['step']}): MLM accuracy {final['mlm_accuracy']:.3f} (most-frequent-token "
               f"baseline {base['mlm_most_frequent_heldout_accuracy']:.3f}), MLM loss {final['mlm_loss']:.3f} nats "
-              f"(unigram entropy {base['mlm_unigram_entropy']:.3f}), NSP accuracy {final['nsp_accuracy']:.3f}")
+              f"(held-out unigram cross-entropy {base['mlm_unigram_heldout_cross_entropy']:.3f}), NSP accuracy "
+              f"{final['nsp_accuracy']:.3f}" + (f" (text-blind guess {base['nsp_text_blind_accuracy']:.3f})"
+                                                if "nsp_text_blind_accuracy" in base else ""))
     if result["steps"] < result["total_steps"]:
         print(f"stopped early; continue with: python -m bertnb.pretrain --resume {out / 'checkpoint.pt'} --out {out}")
     print(f"wrote {out}/checkpoint.pt, model.safetensors, vocab.txt, metrics.json, loss.png")
