@@ -29,12 +29,9 @@ WARMUP = 3
 
 
 def corpus_file(folder: Path) -> Path:
-    from bertnb.corpus import load_english_corpus
+    from bertnb.corpus import write_corpus_text
 
-    path = folder / "python-docs.txt"
-    if not path.exists():
-        path.write_text("\n\n".join("\n".join(doc) for doc in load_english_corpus()) + "\n", encoding="utf-8")
-    return path
+    return write_corpus_text("python-docs", folder)
 
 
 def worker(args) -> None:

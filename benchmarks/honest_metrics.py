@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
+from _common import write_json  # noqa: E402
 from bertnb.checkpoint import load_run  # noqa: E402
 from bertnb.data import build_pretraining_data, heldout_batches  # noqa: E402
 from bertnb.metrics import (frequent_token_ids, masked_label_counts, predict_slots,  # noqa: E402
@@ -145,10 +146,7 @@ def main(argv=None) -> dict:
         results[name] = evaluate_run(run_dir)
         results[name]["seconds"] = round(time.perf_counter() - start, 1)
         print(markdown(name, results[name]), flush=True)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    write_json(args.json, results)
     return results
 
 

@@ -31,17 +31,19 @@ smaller one, many.
 from __future__ import annotations
 
 import argparse
-import json
+import multiprocessing
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from bertnb.corpus import load_english_corpus  # noqa: E402
+from _common import mean_std, write_json  # noqa: E402
+from bertnb.corpus import write_corpus_text  # noqa: E402
 from bertnb.data import batch_indices, heldout_batches, make_batch  # noqa: E402
 from bertnb.metrics import evaluate  # noqa: E402
 from bertnb.model import BertForPreTraining  # noqa: E402
@@ -52,16 +54,18 @@ from bertnb.timing import interleaved_seconds  # noqa: E402
 from bertnb.train import make_optimizer, train_step  # noqa: E402
 
 CACHE = Path("runs") / "cache"
-CORPUS_FILE = CACHE / "python_docs.txt"
+CORPUS_FILE = CACHE / "python-docs.txt"  # bertnb.corpus.write_corpus_text, as the command line writes it
 EVAL_EXAMPLES, EVAL_BATCH = 512, 32  # the held-out subset every model is scored on (as the pretraining runs)
 RIVALS = ("unigram", "left_bigram", "two_sided", "copy_two_sided")
 
 # name -> changes to the default PretrainConfig (the vocabulary: "english" = bert-base's 30,522, "wordpiece")
+RECIPE = {"vocab": "wordpiece", "vocab_size": 4000, "dropout": 0.0, "sinusoidal_positions": 0.1}
 VARIANTS = {
     "default (bert-base vocab 30,522)": {},
     "WordPiece 4,000 fitted to the corpus": {"vocab": "wordpiece", "vocab_size": 4000},
     "WordPiece 8,000 fitted to the corpus": {"vocab": "wordpiece", "vocab_size": 8000},
     "dropout 0": {"dropout": 0.0},
+    "sinusoidal position start 0.1": {"sinusoidal_positions": 0.1},
     "peak lr 5e-4": {"lr": 5e-4},
     "peak lr 2e-3": {"lr": 2e-3},
     "constant lr after warmup": {"schedule": "constant"},
@@ -70,24 +74,20 @@ VARIANTS = {
     "B 16": {"batch_size": 16},
     "combined: WordPiece 4,000, dropout 0, lr 2e-3": {"vocab": "wordpiece", "vocab_size": 4000, "dropout": 0.0,
                                                        "lr": 2e-3},
+    "WordPiece 4,000, dropout 0": {"vocab": "wordpiece", "vocab_size": 4000, "dropout": 0.0},
+    "recipe: WordPiece 4,000, dropout 0, sinusoidal start 0.1": RECIPE,
+    "recipe, sinusoidal start 0.02": {**RECIPE, "sinusoidal_positions": 0.02},
+    "recipe, sinusoidal start 0.4": {**RECIPE, "sinusoidal_positions": 0.4},
+    "recipe, peak lr 2e-3": {**RECIPE, "lr": 2e-3},
 }
-DEFAULT_VARIANTS = ["default (bert-base vocab 30,522)", "WordPiece 4,000 fitted to the corpus", "dropout 0",
-                    "peak lr 5e-4", "peak lr 2e-3", "combined: WordPiece 4,000, dropout 0, lr 2e-3"]
-
-
-def write_corpus_file(path: Path = CORPUS_FILE) -> Path:
-    """The frozen Python-docs corpus as the own-corpus format: a sentence per line, a blank line between
-    documents (written once)."""
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = "\n\n".join("\n".join(sentence.replace("\n", " ") for sentence in doc) for doc in load_english_corpus())
-        path.write_text(text + "\n", encoding="utf-8")
-    return path
+DEFAULT_VARIANTS = ["default (bert-base vocab 30,522)", "sinusoidal position start 0.1", "WordPiece 4,000, dropout 0",
+                    "recipe: WordPiece 4,000, dropout 0, sinusoidal start 0.1", "recipe, sinusoidal start 0.4"]
 
 
 def variant_config(changes: dict, **run) -> PretrainConfig:
     vocab = changes.get("vocab", "english")
-    return PretrainConfig(corpus=str(CORPUS_FILE), **{"vocab": vocab, **changes, **run})
+    # float32 everywhere: bf16 "auto" would differ between machines (and is slow on CPUs without native bf16)
+    return PretrainConfig(corpus=str(CORPUS_FILE), **{"vocab": vocab, "bf16": "off", **changes, **run})
 
 
 def data_for(cfg: PretrainConfig, cache: dict):
@@ -137,10 +137,29 @@ def seconds_per_step(configs: dict, cache: dict, rounds: int = 6) -> dict:
     return {name: timed[compute_key(cfg)] for name, cfg in configs.items()}
 
 
-def mean_std(values) -> str:
-    values = [v for v in values if v is not None]
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+_DATA_CACHE: dict = {}  # per process: the data of each vocabulary, built once
+
+
+def train_and_score(task) -> dict:
+    """(variant name, seed, steps, threads) -> the trained model's held-out metrics beside its best rival."""
+    name, seed, steps, threads = task
+    if threads:
+        torch.set_num_threads(threads)
+    train, _, tokenizer, batches, rivals = data_for(variant_config(VARIANTS[name]), _DATA_CACHE)
+    cfg = variant_config(VARIANTS[name], seed=seed, total_steps=steps, eval_every=steps)
+    model = make_model(cfg, len(tokenizer), seed)
+    start = time.perf_counter()
+    pretrain(model, train, None, cfg, progress=False, verbose=False)  # no evaluation inside the budget
+    seconds = time.perf_counter() - start
+    metrics = evaluate(model, batches, mask_id=tokenizer.mask_id)
+    best_rival = max(rivals[f"mlm_{r}_mask_accuracy"] for r in RIVALS)
+    print(f"seed {seed} {name}: {steps} steps in {seconds:.0f} s, [MASK] accuracy "
+          f"{metrics['mlm_accuracy_mask']:.3f} (best rival {best_rival:.3f}), all slots "
+          f"{metrics['mlm_accuracy']:.3f}, loss {metrics['mlm_loss']:.3f}, NSP {metrics['nsp_accuracy']:.3f}",
+          flush=True)
+    return {"seed": seed, "steps": steps, "seconds": round(seconds, 1),
+            "epochs": steps * cfg.batch_size / len(train), **metrics,
+            "mask_accuracy_minus_best_rival": metrics["mlm_accuracy_mask"] - best_rival}
 
 
 def main(argv=None) -> dict:
@@ -151,6 +170,7 @@ def main(argv=None) -> dict:
                         help="variant names (see --list)")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (one per core)")
     parser.add_argument("--json", default="runs/recipe_ablation.json")
     args = parser.parse_args(argv)
     if args.list:
@@ -164,7 +184,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    write_corpus_file()
+    write_corpus_text("python-docs", CACHE)
     cache = {}
     configs = {name: variant_config(VARIANTS[name]) for name in args.variants}
     step_seconds = seconds_per_step(configs, cache)
@@ -172,24 +192,15 @@ def main(argv=None) -> dict:
     print(f"threads {torch.get_num_threads()}, {args.minutes:g} min per run: "
           + "; ".join(f"{n}: {step_seconds[n]:.3f} s/step -> {steps[n]} steps" for n in configs), flush=True)
 
+    tasks = [(name, seed, steps[name], args.threads) for seed in args.seeds for name in configs]
+    if args.workers > 1:  # one process per core: each run is timed by its own steps, not by the others
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(train_and_score, tasks))
+    else:
+        results = [train_and_score(task) for task in tasks]
     runs = {name: [] for name in configs}
-    for seed in args.seeds:
-        for name, base_cfg in configs.items():
-            train, _, tokenizer, batches, rivals = data_for(base_cfg, cache)
-            cfg = variant_config(VARIANTS[name], seed=seed, total_steps=steps[name], eval_every=steps[name])
-            model = make_model(cfg, len(tokenizer), seed)
-            start = time.perf_counter()
-            pretrain(model, train, None, cfg, progress=False, verbose=False)  # no evaluation inside the budget
-            seconds = time.perf_counter() - start
-            metrics = evaluate(model, batches, mask_id=tokenizer.mask_id)
-            best_rival = max(rivals[f"mlm_{r}_mask_accuracy"] for r in RIVALS)
-            runs[name].append({"seed": seed, "steps": steps[name], "seconds": round(seconds, 1),
-                               "epochs": steps[name] * cfg.batch_size / len(train), **metrics,
-                               "mask_accuracy_minus_best_rival": metrics["mlm_accuracy_mask"] - best_rival})
-            print(f"seed {seed} {name}: {steps[name]} steps in {seconds:.0f} s, [MASK] accuracy "
-                  f"{metrics['mlm_accuracy_mask']:.3f} (best rival {best_rival:.3f}), all slots "
-                  f"{metrics['mlm_accuracy']:.3f}, loss {metrics['mlm_loss']:.3f}, NSP {metrics['nsp_accuracy']:.3f}",
-                  flush=True)
+    for (name, _, _, _), result in zip(tasks, results):
+        runs[name].append(result)
 
     print(f"\n{args.minutes:g} wall-clock minutes per run, mean ± std over seeds {args.seeds}, "
           f"{torch.get_num_threads()} thread(s); held-out: {EVAL_EXAMPLES} pairs\n")
@@ -209,10 +220,7 @@ def main(argv=None) -> dict:
                "minutes": args.minutes, "seeds": args.seeds, "threads": torch.get_num_threads(),
                "seconds_per_step": step_seconds, "steps": steps, "runs": runs,
                "rivals": {name: data_for(cfg, cache)[4] for name, cfg in configs.items()}}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    write_json(args.json, summary)
     return summary
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
+from _common import mean_std  # noqa: E402
 from bertnb.data import batch_indices, build_pretraining_data, make_batch  # noqa: E402
 from bertnb.model import BertConfig, BertForPreTraining  # noqa: E402
 from bertnb.pretrain import PretrainConfig, pretrain  # noqa: E402
@@ -68,11 +68,6 @@ def seconds_per_step(train_data, vocab_size: int, rounds: int = 4) -> dict:
         return lambda round_: train_step(model, batches[round_], optimizer, None, opt["clip_norm"])
 
     return interleaved_seconds({name: step_of(*trial) for name, trial in trials.items()}, rounds)
-
-
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
 
 def main(argv=None) -> dict:
@@ -120,8 +115,8 @@ def main(argv=None) -> dict:
     print("| recipe | steps | MLM accuracy | MLM loss (nats) | NSP accuracy |")
     print("|---|---|---|---|---|")
     for name, runs in results.items():
-        print(f"| {name} | {steps[name]} | {mean_std([r['mlm_accuracy'] for r in runs])} | "
-              f"{mean_std([r['mlm_loss'] for r in runs])} | {mean_std([r['nsp_accuracy'] for r in runs])} |")
+        print(f"| {name} | {steps[name]} | {mean_std([r['mlm_accuracy'] for r in runs], 4)} | "
+              f"{mean_std([r['mlm_loss'] for r in runs], 4)} | {mean_std([r['nsp_accuracy'] for r in runs], 4)} |")
     print(f"| trivial baseline | – | {baselines['mlm_most_frequent_heldout_accuracy']:.4f} (most frequent token) | "
           f"{baselines['mlm_unigram_entropy']:.3f} (unigram entropy) | 0.5 (chance) |")
     summary = {"minutes": args.minutes, "init_mlm_bias": args.init_mlm_bias, "seeds": args.seeds,

@@ -29,6 +29,7 @@ import textwrap
 from pathlib import Path
 
 from bertnb.resources import asset_path, require_asset
+from bertnb.validation import check_choice
 
 # The corpora the pretraining command knows by name.
 CORPORA = ("python-docs", "peoples-daily")
@@ -373,6 +374,22 @@ def load_chinese_corpus(min_sentence_chars: int = 5, min_sentences: int = 2) -> 
                                                min_sentences)
     return [list(doc) for doc in documents]
 
+
+
+def write_corpus_text(name: str, folder) -> Path:
+    """A built-in corpus written once as plain text, the own-corpus format (a sentence per line, a blank line
+    between documents), to `folder`/<name>.txt: how a built-in corpus gets a vocabulary fitted to it
+    (`python -m bertnb.pretrain --corpus python-docs --vocab wordpiece`). Going further, chapter 07."""
+    check_choice("name", name, CORPORA)
+    path = Path(folder) / f"{name}.txt"
+    if not path.is_file():
+        docs = load_english_corpus() if name == "python-docs" else load_chinese_corpus()
+        text = "\n\n".join("\n".join(sentence.replace("\n", " ") for sentence in doc) for doc in docs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")  # written whole or not at all
+        partial.write_text(text + "\n", encoding="utf-8")
+        partial.replace(path)
+    return path
 
 
 # ========================================================================================================

@@ -81,6 +81,21 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.norm(X))  # [B, m, n]
 
 
+def sinusoidal_table(max_len: int, n: int, dtype=torch.float32) -> torch.Tensor:
+    """The Transformer's fixed position table (Vaswani et al., 2017), [max_len, n], n even, computed in float64:
+    PE[i, 2k] = sin(i / 10000^(2k/n)), PE[i, 2k+1] = cos(i / 10000^(2k/n)). BERT learns its table instead;
+    pretraining can start it here (`bertnb.pretrain.init_positions_sinusoidal`). Built in chapter 02."""
+    check_int("n", n, low=2)
+    if n % 2:
+        raise ValueError(f"n must be even (a sine and a cosine per frequency), got {n}")
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # [max_len, 1]
+    frequency = 10000.0 ** (-torch.arange(0, n, 2, dtype=torch.float64) / n)  # [n / 2]
+    table = torch.zeros(max_len, n, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * frequency)  # even features
+    table[:, 1::2] = torch.cos(position * frequency)  # odd features
+    return table.to(dtype)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Attention
 

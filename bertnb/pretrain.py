@@ -67,7 +67,8 @@ class PretrainConfig:
                            check=_check_corpus)
     vocab: str = _setting("auto", "your corpus's vocabulary: english (the course's WordPiece), wordpiece or char "
                           "(built from its training documents), or a vocab.txt; auto = english, or the character "
-                          "vocabulary for peoples-daily", check=_check_vocab)
+                          "vocabulary for peoples-daily (a built-in corpus with another vocabulary is read as text, "
+                          "as your own)", check=_check_vocab)
     vocab_size: int = _setting(8000, "size of a vocabulary built with --vocab wordpiece or char", 6, 1_000_000)
     seed: int = _setting(0, "seed of the weights, the data split, the masks and the batch order", 0, 2**31 - 1)
     batch_size: int = _setting(32, "B, sequences per step", 1, 4096)
@@ -85,6 +86,9 @@ class PretrainConfig:
     clip_norm: float = _setting(1.0, "gradient clipping norm", 0.0, 1e6, low_open=True)
     init_mlm_bias: bool = _setting(True, "start the MLM output bias at the training labels' log frequencies",
                                    choices=(True, False))
+    sinusoidal_positions: float = _setting(0.0, "start the learned position table at chapter 02's sinusoidal "
+                                           "table scaled to this standard deviation (0 = BERT's normal(0, 0.02))",
+                                           0.0, 10.0)
     total_steps: int | None = _setting(None, "steps of the whole run (the schedule spans them); --minutes "
                                        "sets it by timing", 1, 10_000_000)
     eval_every: int | None = _setting(None, "held-out evaluation every N steps (default: 5 per run)", 1, 10_000_000)
@@ -111,9 +115,9 @@ class PretrainConfig:
             else:
                 check_int(f.name, value, meta["low"], meta["high"])
         check_int("max_pred", self.max_pred, 1, self.max_len - 3)
-        if self.corpus in CORPORA and self.vocab != "auto":
-            raise ValueError(f"vocab {self.vocab!r} applies to your own corpus only: the built-in {self.corpus} "
-                             f"has its own vocabulary (leave vocab at 'auto')")
+        if self.sinusoidal_positions and self.hidden % 2:
+            raise ValueError(f"sinusoidal_positions needs an even hidden size (a sine and a cosine per "
+                             f"frequency), got hidden {self.hidden}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} must be divisible by heads {self.heads} "
                              f"(each head gets d = n / h features)")
@@ -159,6 +163,25 @@ def init_mlm_bias_to_unigram(model, label_counts: dict, smoothing: float = 0.1) 
         bias.copy_((counts / counts.sum()).log().to(bias.dtype))
 
 
+def init_positions_sinusoidal(model, std: float) -> None:
+    """Start the learned position table at the sinusoidal table of chapter 02, scaled to standard deviation
+    `std`; it is still learned (the model stays BERT). Built in chapter 07.
+
+    Why: BERT's table starts as noise (normal(0, 0.02)), so at first no head can tell the token next door
+    from one 30 positions away, and the model guesses from token frequencies alone until the table has
+    learned where neighbours are (the long flat start of the loss curve). In the sinusoidal table, position
+    i + k is a rotation of position i (the same for every i), so one query/key map can look "one to the left"
+    from step 0. The scale matters: 0.02 (the size of BERT's own entries) is drowned by the token embeddings
+    in the LayerNorm that follows; 0.1 is what benchmarks/recipe_ablation.py measured best.
+    """
+    from bertnb.model import sinusoidal_table
+
+    table = model.bert.embeddings.position_embedding.weight  # [max_len, n]
+    sinusoids = sinusoidal_table(*table.shape)  # [max_len, n], entries in [-1, 1]
+    with torch.no_grad():
+        table.copy_((sinusoids / sinusoids.std() * std).to(table.dtype))
+
+
 def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint_path=None, resume=None,
              stop_at: int | None = None, callback=None, progress: bool = True, verbose: bool = True,
              device=None, checkpoint_extras: dict | None = None, ranks=None, rivals: bool = False,
@@ -198,6 +221,8 @@ def pretrain(model, train_data, heldout_data, cfg: PretrainConfig, *, checkpoint
         baselines.update(rival_baselines(train_data, eval_batches, tokenizer))
     if cfg.init_mlm_bias and resume is None:
         init_mlm_bias_to_unigram(model, label_counts)
+    if cfg.sinusoidal_positions and resume is None:
+        init_positions_sinusoidal(model, cfg.sinusoidal_positions)
 
     def batch_for_step(step: int) -> dict:
         epoch, indices = batch_indices(len(train_data), cfg.batch_size, cfg.seed, step)

@@ -234,13 +234,15 @@ def pretraining_data(cfg: PretrainConfig, cache_dir, ranks):
     from bertnb import distributed
     from bertnb.data import build_pretraining_data
 
-    if cfg.corpus in CORPORA:
+    if cfg.corpus in CORPORA and cfg.vocab == "auto":
         return build_pretraining_data(corpus=cfg.corpus, max_len=cfg.max_len, max_pred=cfg.max_pred,
                                       held_out_fraction=cfg.held_out_fraction, seed=cfg.seed)
+    from bertnb.corpus import write_corpus_text
     from bertnb.own_corpus import build_own_corpus_data
 
-    def build():
-        return build_own_corpus_data(cfg.corpus, vocab="english" if cfg.vocab == "auto" else cfg.vocab,
+    def build():  # a built-in corpus with a vocabulary of its own (e.g. a fitted WordPiece) is read as text
+        corpus = write_corpus_text(cfg.corpus, cache_dir) if cfg.corpus in CORPORA else cfg.corpus
+        return build_own_corpus_data(corpus, vocab="english" if cfg.vocab == "auto" else cfg.vocab,
                                      vocab_size=cfg.vocab_size, max_len=cfg.max_len, max_pred=cfg.max_pred,
                                      held_out_fraction=cfg.held_out_fraction, seed=cfg.seed, cache_dir=cache_dir)
 

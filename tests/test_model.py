@@ -324,3 +324,18 @@ def test_bad_pred_positions_are_rejected_by_the_pretraining_model(small):
 def test_bad_config_is_rejected(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         BertConfig(**kwargs)
+
+
+def test_sinusoidal_table_is_the_transformer_formula():
+    from bertnb.model import sinusoidal_table
+
+    table = sinusoidal_table(50, 8)  # [max_len, n]
+    assert table.shape == (50, 8) and table.dtype == torch.float32
+    assert torch.equal(table[0], torch.tensor([0.0, 1.0] * 4))  # sin 0 = 0 and cos 0 = 1 at every frequency
+    i, k = 7, 1  # PE[i, 2k] = sin(i / 10000^(2k/n)), PE[i, 2k+1] = cos(the same)
+    angle = torch.tensor(i / 10000 ** (2 * k / 8), dtype=torch.float64)
+    assert table[i, 2 * k].item() == pytest.approx(torch.sin(angle).item(), abs=1e-6)
+    assert table[i, 2 * k + 1].item() == pytest.approx(torch.cos(angle).item(), abs=1e-6)
+    assert sinusoidal_table(4, 6, dtype=torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match="n must be even"):
+        sinusoidal_table(10, 5)

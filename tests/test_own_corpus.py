@@ -123,8 +123,7 @@ def test_the_config_takes_a_corpus_path_and_checks_the_vocabulary(corpus_file):
     assert cfg.corpus == str(corpus_file.resolve())
     with pytest.raises(ValueError, match=r"vocab must be one of 'auto', 'english', 'char', 'wordpiece' or the path"):
         PretrainConfig(corpus=str(corpus_file), vocab="bpe")
-    with pytest.raises(ValueError, match="applies to your own corpus only"):
-        PretrainConfig(corpus="python-docs", vocab="char")
+    assert PretrainConfig(corpus="python-docs", vocab="wordpiece").vocab == "wordpiece"  # read as text
 
 
 def test_the_command_under_torchrun_with_two_processes(corpus_file, tmp_path):
@@ -143,3 +142,16 @@ def test_the_command_under_torchrun_with_two_processes(corpus_file, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "loss.png", "metrics.json", "model.safetensors",
                                                       "vocab.txt"]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+
+
+def test_a_built_in_corpus_is_written_once_as_text(tmp_path):
+    from bertnb.corpus import load_english_corpus, write_corpus_text
+
+    path = write_corpus_text("python-docs", tmp_path)
+    documents = path.read_text(encoding="utf-8").rstrip("\n").split("\n\n")  # a blank line between documents
+    corpus = load_english_corpus()
+    assert len(documents) == len(corpus) and documents[0].split("\n")[0] == corpus[0][0].replace("\n", " ")
+    stamp = path.stat().st_mtime_ns
+    assert write_corpus_text("python-docs", tmp_path) == path and path.stat().st_mtime_ns == stamp  # not rewritten
+    with pytest.raises(ValueError, match="name must be one of 'python-docs', 'peoples-daily'"):
+        write_corpus_text("klingon", tmp_path)

@@ -160,3 +160,39 @@ def test_cli_end_to_end_on_the_real_english_corpus(tmp_path):
     with pytest.raises(ValueError, match="over the 1,000-byte limit"):
         pretrain.publish_run(out, tmp_path / "too-big", max_bytes=1000)
     assert not (tmp_path / "too-big").exists()
+
+
+def test_the_position_table_can_start_sinusoidal_and_stays_learned():
+    from bertnb.model import BertConfig, BertForPreTraining, sinusoidal_table
+
+    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, ffn_size=32,
+                                          max_len=32))
+    pretrain.init_positions_sinusoidal(model, 0.1)
+    table = model.bert.embeddings.position_embedding.weight  # [32, 16]
+    assert table.std().item() == pytest.approx(0.1, rel=1e-4) and table.requires_grad
+    expected = sinusoidal_table(32, 16)
+    assert torch.allclose(table, expected / expected.std() * 0.1)
+    with pytest.raises(ValueError, match="sinusoidal_positions needs an even hidden size"):
+        PretrainConfig(hidden=15, heads=1, sinusoidal_positions=0.1)
+    with pytest.raises(ValueError, match=r"sinusoidal_positions must be a number in \[0.0, 10.0\]"):
+        PretrainConfig(sinusoidal_positions=-0.1)
+
+
+def test_cli_fits_a_wordpiece_to_a_built_in_corpus_and_resumes_exactly(tmp_path):
+    """--corpus python-docs --vocab wordpiece reads the built-in corpus as text (bertnb.corpus.write_corpus_text);
+    a resumed run does not start the position table again."""
+    def cli(out, *more):
+        return pretrain.main(["--corpus", "python-docs", "--vocab", "wordpiece", "--vocab-size", "300",
+                              "--sinusoidal-positions", "0.1", "--dropout", "0", "--cache-dir", str(tmp_path / "cache"),
+                              "--total-steps", "4", "--eval-every", "2", "--out", str(out), "--threads", "1",
+                              "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32", "--max-len", "32",
+                              "--max-pred", "5", "--batch-size", "8", "--eval-examples", "16", "--bf16", "off",
+                              "--device", "cpu", *more])
+
+    full = cli(tmp_path / "full")
+    model, tokenizer, metadata = pretrain.load_run(tmp_path / "full")
+    assert len(tokenizer) == model.cfg.vocab_size <= 300 and "--vocab wordpiece" in metadata["command"]
+    assert (tmp_path / "cache" / "python-docs.txt").is_file()
+    cli(tmp_path / "half", "--stop-at", "2")
+    resumed = pretrain.main(["--resume", str(tmp_path / "half" / "checkpoint.pt"), "--out", str(tmp_path / "half")])
+    assert resumed["history"] == full["history"]

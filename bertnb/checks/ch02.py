@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from bertnb.checks import expect, run_check
+from bertnb.model import sinusoidal_table
 
 
 
@@ -41,13 +42,8 @@ def check_embedding_sum(fn) -> bool:
 
 
 def reference_sinusoidal_table(max_len: int, n: int) -> torch.Tensor:
-    """PE[i, 2k] = sin(i / 10000^(2k/n)), PE[i, 2k+1] = cos(i / 10000^(2k/n)): [max_len, n] (n even)."""
-    position = torch.arange(max_len, dtype=torch.float64)[:, None]  # [max_len, 1]
-    frequency = 10000.0 ** (-torch.arange(0, n, 2, dtype=torch.float64) / n)  # [n / 2]
-    table = torch.zeros(max_len, n, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(position * frequency)  # even features
-    table[:, 1::2] = torch.cos(position * frequency)  # odd features
-    return table
+    """PE[i, 2k] = sin(i / 10000^(2k/n)), PE[i, 2k+1] = cos(i / 10000^(2k/n)): [max_len, n] (n even), float64."""
+    return sinusoidal_table(max_len, n, dtype=torch.float64)
 
 
 def check_sinusoidal_table(fn) -> bool:
