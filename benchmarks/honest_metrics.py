@@ -5,7 +5,8 @@
     python benchmarks/honest_metrics.py --run runs/en-30min   # any run folder written by bertnb.pretrain
 
 For each checkpoint, from its own metrics.json (corpus, seed, m, p, held-out fraction, B, examples
-evaluated), the held-out set is rebuilt exactly as the run evaluated it (`bertnb.data.heldout_batches`), and
+evaluated; the vocabulary from its vocab.txt), the held-out set is rebuilt exactly as the run evaluated it
+(`bertnb.pretrain.run_heldout_batches`), and
 on exactly those slots and pairs it reports:
 
 - the model: MLM accuracy and loss over all slots and split by kind ([MASK] / random / unchanged, with each
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a cl
 
 from _common import write_json  # noqa: E402
 from bertnb.checkpoint import load_run  # noqa: E402
-from bertnb.data import build_pretraining_data, heldout_batches  # noqa: E402
+from bertnb.pretrain import run_heldout_batches, saved_run_config  # noqa: E402
 from bertnb.metrics import (frequent_token_ids, masked_label_counts, predict_slots,  # noqa: E402
                             prediction_profile, pretraining_baselines, summarize_slots)
 from bertnb.resources import CHECKPOINTS, checkpoint_dir  # noqa: E402
@@ -49,15 +50,11 @@ CONTENT_TOP_K = 100  # labels outside the 100 most frequent training tokens coun
 def evaluate_run(run_dir: Path) -> dict:
     """Everything this script reports, for one run folder."""
     recorded = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    cfg = recorded.get("pretrain_config") or recorded["args"]  # "args": runs written before PretrainConfig
     model, tokenizer, _ = load_run(run_dir)
-    train_data, heldout, data_tokenizer = build_pretraining_data(
-        cfg["corpus"], max_len=cfg["max_len"], max_pred=cfg["max_pred"],
-        held_out_fraction=cfg["held_out_fraction"], seed=cfg["seed"])
+    train_data, batches, data_tokenizer = run_heldout_batches(run_dir)  # as the run saw them
     if data_tokenizer.vocab != tokenizer.vocab:
         raise ValueError(f"{run_dir}/vocab.txt is not the vocabulary the corpus builds today: the held-out set "
                          f"cannot be rebuilt as the run saw it")
-    batches = heldout_batches(heldout, cfg["batch_size"], cfg["eval_examples"], cfg["seed"])
     mask_id = tokenizer.mask_id
 
     slots = predict_slots(model, batches, mask_id)
@@ -81,7 +78,7 @@ def evaluate_run(run_dir: Path) -> dict:
     most_frequent_label = max(label_counts, key=lambda t: (label_counts[t], -t))
     model_metrics["most_predicted_token_text"] = token(model_metrics["most_predicted_token"])
     return {
-        "run": str(run_dir), "corpus": cfg["corpus"], "steps": recorded["steps"],
+        "run": str(run_dir), "corpus": saved_run_config(run_dir).corpus, "steps": recorded["steps"],
         "minutes": round(recorded.get("seconds", {}).get("training_this_process", float("nan")) / 60, 1),
         "heldout_sequences": sum(len(b["nsp_labels"]) for b in batches), "heldout_slots": len(held),
         "model": model_metrics,

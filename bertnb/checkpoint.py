@@ -233,8 +233,8 @@ def publish_run(run_dir, out_dir, max_bytes: int = 10_000_000) -> dict:
 
     from safetensors.torch import save_file
 
-    from bertnb.data import build_pretraining_data, heldout_batches
     from bertnb.metrics import evaluate
+    from bertnb.pretrain import run_heldout_batches
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -250,10 +250,10 @@ def publish_run(run_dir, out_dir, max_bytes: int = 10_000_000) -> dict:
     for name in ("vocab.txt", "loss.png"):
         shutil.copyfile(run_dir / name, out_dir / name)
     model, tokenizer, _ = load_run(out_dir)
-    args = metrics.get("pretrain_config") or metrics["args"]  # "args": runs written before PretrainConfig
-    _, heldout, _ = build_pretraining_data(args["corpus"], max_len=args["max_len"], max_pred=args["max_pred"],
-                                           held_out_fraction=args["held_out_fraction"], seed=args["seed"])
-    batches = heldout_batches(heldout, args["batch_size"], args["eval_examples"], args["seed"])
+    _, batches, data_tokenizer = run_heldout_batches(run_dir)  # the held-out set the run was evaluated on
+    if data_tokenizer.vocab != tokenizer.vocab:
+        raise ValueError(f"{run_dir}: the corpus no longer builds the run's vocabulary; its held-out set cannot "
+                         f"be rebuilt")
     metrics["final_after_float16_storage"] = evaluate(model, batches, mask_id=tokenizer.mask_id)
     metrics["train_loss"].pop("per_step", None)  # keep the committed file small; the run folder has it
     metrics["published_from"] = str(run_dir)

@@ -144,6 +144,64 @@ class PretrainConfig:
 
 
 # --------------------------------------------------------------------------------------------------------
+# A run's data: built from its config, or rebuilt from its folder exactly as the run saw it
+
+DEFAULT_CACHE_DIR = Path("runs") / "cache"  # where a corpus read as text is tokenized to (git ignores runs/)
+
+
+def run_data(cfg: PretrainConfig, cache_dir=DEFAULT_CACHE_DIR, ranks=None):
+    """(train, held-out, tokenizer) of cfg.corpus: a built-in corpus with its own vocabulary
+    (`bertnb.data.build_pretraining_data`), or text (your own corpus, or a built-in one with another vocabulary,
+    e.g. a WordPiece fitted to it) tokenized once into `cache_dir`. Under torchrun the first process of each
+    machine builds the cache and the others then read it. Built in chapter 07 (your own corpus: going further).
+    """
+    from bertnb import distributed
+    from bertnb.data import build_pretraining_data
+
+    if cfg.corpus in CORPORA and cfg.vocab == "auto":
+        return build_pretraining_data(corpus=cfg.corpus, max_len=cfg.max_len, max_pred=cfg.max_pred,
+                                      held_out_fraction=cfg.held_out_fraction, seed=cfg.seed)
+    from bertnb.corpus import write_corpus_text
+    from bertnb.own_corpus import build_own_corpus_data
+
+    def build():
+        corpus = write_corpus_text(cfg.corpus, cache_dir) if cfg.corpus in CORPORA else cfg.corpus
+        return build_own_corpus_data(corpus, vocab="english" if cfg.vocab == "auto" else cfg.vocab,
+                                     vocab_size=cfg.vocab_size, max_len=cfg.max_len, max_pred=cfg.max_pred,
+                                     held_out_fraction=cfg.held_out_fraction, seed=cfg.seed, cache_dir=cache_dir)
+
+    ranks = ranks or distributed.SINGLE_PROCESS
+    if ranks.local_rank == 0:
+        data = build()
+    distributed.barrier(ranks)
+    return data if ranks.local_rank == 0 else build()
+
+
+def saved_run_config(run_dir) -> PretrainConfig:
+    """The PretrainConfig a run folder (or a committed checkpoint) was trained with. A vocabulary the run built
+    (wordpiece, char) is read back from the folder's vocab.txt, so `run_data` rebuilds the same tokens and the
+    same held-out slots without fitting it again. Built in chapter 07."""
+    import json
+
+    run_dir = Path(run_dir)
+    recorded = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    cfg = PretrainConfig.from_dict(recorded.get("pretrain_config") or recorded["args"])  # "args": older runs
+    if cfg.vocab != "auto":
+        cfg = dataclasses.replace(cfg, vocab=str(run_dir / "vocab.txt"))
+    return cfg
+
+
+def run_heldout_batches(run_dir, cache_dir=DEFAULT_CACHE_DIR):
+    """(training data, the held-out batches the run was evaluated on, tokenizer) of a run folder.
+    Built in chapter 07."""
+    from bertnb.data import heldout_batches
+
+    cfg = saved_run_config(run_dir)
+    train, heldout, tokenizer = run_data(cfg, cache_dir)
+    return train, heldout_batches(heldout, cfg.batch_size, cfg.eval_examples, cfg.seed), tokenizer
+
+
+# --------------------------------------------------------------------------------------------------------
 # Pretraining: the generic loop with BERT's losses, its held-out metrics and baselines
 
 

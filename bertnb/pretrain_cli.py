@@ -22,8 +22,7 @@ import torch
 
 from bertnb.checkpoint import CheckpointError, CheckpointWriteError, read_checkpoint, save_weights
 from bertnb.distributed import launched_by_torchrun
-from bertnb.corpus import CORPORA
-from bertnb.pretrain import PretrainConfig, pretrain, resolve_bf16
+from bertnb.pretrain import PretrainConfig, pretrain, resolve_bf16, run_data
 from bertnb.validation import check_int
 
 
@@ -171,7 +170,7 @@ def main(argv=None) -> dict:
         print(f"resuming {args.resume} at step {resume_state['step']} of {cfg.total_steps}")
 
     start = time.perf_counter()
-    train_data, heldout_data, tokenizer = pretraining_data(cfg, args.cache_dir, ranks)
+    train_data, heldout_data, tokenizer = run_data(cfg, args.cache_dir, ranks)
     data_seconds = time.perf_counter() - start
     print(f"data: {cfg.corpus}, {len(train_data)} training / {len(heldout_data)} held-out NSP examples, "
           f"V = {len(tokenizer)}, m = {cfg.max_len}, p = {cfg.max_pred} ({data_seconds:.1f} s)")
@@ -227,31 +226,6 @@ def main(argv=None) -> dict:
     return metrics
 
 
-def pretraining_data(cfg: PretrainConfig, cache_dir, ranks):
-    """(train, held-out, tokenizer) of cfg.corpus: a built-in corpus, or your own, tokenized once into
-    `cache_dir` (the first process of each machine builds the cache, the others then read it).
-    Built in chapter 07 (your own corpus: going further)."""
-    from bertnb import distributed
-    from bertnb.data import build_pretraining_data
-
-    if cfg.corpus in CORPORA and cfg.vocab == "auto":
-        return build_pretraining_data(corpus=cfg.corpus, max_len=cfg.max_len, max_pred=cfg.max_pred,
-                                      held_out_fraction=cfg.held_out_fraction, seed=cfg.seed)
-    from bertnb.corpus import write_corpus_text
-    from bertnb.own_corpus import build_own_corpus_data
-
-    def build():  # a built-in corpus with a vocabulary of its own (e.g. a fitted WordPiece) is read as text
-        corpus = write_corpus_text(cfg.corpus, cache_dir) if cfg.corpus in CORPORA else cfg.corpus
-        return build_own_corpus_data(corpus, vocab="english" if cfg.vocab == "auto" else cfg.vocab,
-                                     vocab_size=cfg.vocab_size, max_len=cfg.max_len, max_pred=cfg.max_pred,
-                                     held_out_fraction=cfg.held_out_fraction, seed=cfg.seed, cache_dir=cache_dir)
-
-    if ranks.local_rank == 0:
-        data = build()
-    distributed.barrier(ranks)
-    return data if ranks.local_rank == 0 else build()
-
-
 def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint_path, extras, tokenizer) -> dict:
     """pretrain(), with the errors that end a run turned into one clear line (and no traceback)."""
     from bertnb import distributed
@@ -278,7 +252,7 @@ def _run_rank(cfg: PretrainConfig, args, ranks, device) -> dict:
     device = distributed.rank_device(device, ranks)
     if args.resume and read_checkpoint(args.resume)["step"] >= (args.stop_at or cfg.total_steps):
         sys.exit(0)  # rank 0 says why
-    train_data, heldout_data, tokenizer = pretraining_data(cfg, args.cache_dir, ranks)
+    train_data, heldout_data, tokenizer = run_data(cfg, args.cache_dir, ranks)
     torch.manual_seed(cfg.seed)
     model = BertForPreTraining(cfg.model_config(len(tokenizer))).to(device)
     if args.threads != "auto":

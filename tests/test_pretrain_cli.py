@@ -181,6 +181,9 @@ def test_the_position_table_can_start_sinusoidal_and_stays_learned():
 def test_cli_fits_a_wordpiece_to_a_built_in_corpus_and_resumes_exactly(tmp_path):
     """--corpus python-docs --vocab wordpiece reads the built-in corpus as text (bertnb.corpus.write_corpus_text);
     a resumed run does not start the position table again."""
+    from bertnb.metrics import evaluate
+
+
     def cli(out, *more):
         return pretrain.main(["--corpus", "python-docs", "--vocab", "wordpiece", "--vocab-size", "300",
                               "--sinusoidal-positions", "0.1", "--dropout", "0", "--cache-dir", str(tmp_path / "cache"),
@@ -193,6 +196,13 @@ def test_cli_fits_a_wordpiece_to_a_built_in_corpus_and_resumes_exactly(tmp_path)
     model, tokenizer, metadata = pretrain.load_run(tmp_path / "full")
     assert len(tokenizer) == model.cfg.vocab_size <= 300 and "--vocab wordpiece" in metadata["command"]
     assert (tmp_path / "cache" / "python-docs.txt").is_file()
+    # The folder alone rebuilds the held-out slots the run was scored on (its vocabulary read from vocab.txt).
+    assert pretrain.saved_run_config(tmp_path / "full").vocab == str(tmp_path / "full" / "vocab.txt")
+    _, batches, data_tokenizer = pretrain.run_heldout_batches(tmp_path / "full", tmp_path / "cache")
+    assert data_tokenizer.vocab == tokenizer.vocab
+    again = evaluate(model, batches, mask_id=tokenizer.mask_id)
+    assert again["mlm_loss"] == pytest.approx(full["final"]["mlm_loss"], abs=1e-5)
+    assert again["nsp_accuracy"] == full["final"]["nsp_accuracy"]
     cli(tmp_path / "half", "--stop-at", "2")
     resumed = pretrain.main(["--resume", str(tmp_path / "half" / "checkpoint.pt"), "--out", str(tmp_path / "half")])
     assert resumed["history"] == full["history"]
