@@ -1,6 +1,8 @@
 """Does pretraining pay off? The comparison table of chapter 08 and the README, from one command:
 
     nice .venv/bin/python benchmarks/finetune_table.py --seeds 0 1 2 --threads 1 --out runs/finetune_table.json
+    # after replacing a checkpoint: redo the rows that use it, keep the baselines and MiniLM
+    python benchmarks/finetune_table.py --encoders random checkpoint --long-steps 300 --reuse runs/old.json --out runs/new.json
 
 For each task (Chinese review sentiment; English: which part of the Python docs a passage comes from) it
 scores, on the task's test split: the majority class; a bag-of-words logistic regression (characters and
@@ -118,6 +120,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--long-encoders", nargs="+", choices=("checkpoint", "minilm"), default=["checkpoint"])
     parser.add_argument("--only-long", action="store_true", help="skip the baselines and the standard rows")
     parser.add_argument("--table-only", action="store_true", help="print the tables of --out and stop")
+    parser.add_argument("--encoders", nargs="+", choices=("random", "checkpoint", "minilm"), default=None,
+                        help="run only these BERT rows (default: all of each task's)")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="an earlier --out: keep its rows that this run does not redo (after a new checkpoint, "
+                             "redo random and checkpoint, which use its config and vocabulary, and keep the rest)")
     args = parser.parse_args(argv)
     if args.table_only:
         return print_tables(json.loads(args.out.read_text())["rows"], args.tasks)
@@ -125,15 +132,24 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
+    redone = set() if args.only_long else set(args.encoders or ("random", "checkpoint", "minilm"))
+    redone_long = {f"{name}-long" for name in args.long_encoders
+                   if not args.encoders or name in args.encoders} if args.long_steps else set()
+    reused = json.loads(args.reuse.read_text())["rows"] if args.reuse else []
+
+    def kept(row) -> bool:  # a reused row this run does not redo (the baselines are always kept)
+        return row["task"] in args.tasks and row["model"] not in redone | redone_long
+
+    rows.extend(row for row in reused if kept(row))
 
     def save() -> None:
         args.out.write_text(json.dumps({"command": "python benchmarks/finetune_table.py " + " ".join(argv or []),
                                         "recipe": RECIPE, "minilm": MINILM, "rows": rows}, indent=1))
 
     for task in args.tasks:
-        rows.extend([] if args.only_long else run_baselines(task))
+        rows.extend([] if args.only_long or args.reuse else run_baselines(task))
         save()
-        for encoder_name in [] if args.only_long else ENCODERS[task]:
+        for encoder_name in [e for e in ENCODERS[task] if e in redone]:
             for seed in args.seeds:
                 rows.append(run_bert(task, encoder_name, seed))
                 r = rows[-1]
@@ -141,7 +157,7 @@ def main(argv=None) -> list[dict]:
                       f"macro-F1 {r['test']['macro_f1']:.3f} ({r['fine_tuning_seconds']:.0f} s)", flush=True)
                 save()
         for encoder_name in args.long_encoders if args.long_steps else []:
-            if encoder_name not in ENCODERS[task]:
+            if encoder_name not in ENCODERS[task] or (args.encoders and encoder_name not in args.encoders):
                 continue
             rows.append(run_bert(task, encoder_name, args.seeds[0], steps=args.long_steps))
             print(f"{task} {encoder_name} {args.long_steps} steps: test accuracy "
