@@ -1,31 +1,34 @@
 """Which pretraining recipe learns within the budget? One change at a time, at equal wall clock, over seeds,
 each model read against its own n-gram rivals on [MASK] slots.
 
-    python benchmarks/recipe_ablation.py --minutes 10 --seeds 0 1 2 --threads 1 --json runs/recipe_ablation.json
-    python benchmarks/recipe_ablation.py --minutes 1 --seeds 0 1 2 --threads 1         # a smoke run (~25 min)
-    python benchmarks/recipe_ablation.py --list                                          # the variants
+    python benchmarks/recipe_ablation.py --minutes 5 --seeds 0 1 2 --threads 1 --workers 2   # benchmarks/README.md
+    python benchmarks/recipe_ablation.py --minutes 1 --seeds 0 1 2 --threads 1                # a smoke run
+    python benchmarks/recipe_ablation.py --list                                               # the variants
 
 Every variant starts from the course's default config (bertnb.pretrain.PretrainConfig: L 4, n 128, h 2, f 512,
 m 64, p 10, B 32, AdamW lr 1e-3, 6 % warmup then linear decay, dropout 0.1, the bert-base vocabulary of
-30,522 tokens) and changes one thing: a WordPiece vocabulary fitted to the training split (4,000 or 8,000
-entries, `bertnb.wordpiece`), dropout 0 (Cramming's choice for pretraining), the peak learning rate, the
-schedule, the sequence length, the batch size; "combined" changes several. All variants read the frozen
-Python-docs corpus through one pipeline, the own-corpus one (`bertnb.own_corpus`: the corpus written once as
-text to runs/cache/), so the held-out documents are the same for all; `python -m bertnb.pretrain --corpus
-runs/cache/python_docs.txt --vocab wordpiece --vocab-size 4000 --dropout 0 ...` then trains any variant for real.
+30,522 tokens, BERT's normal(0, 0.02) position table) and changes one or more things: a WordPiece vocabulary
+fitted to the training split (4,000 or 8,000 entries, `bertnb.wordpiece`), dropout 0 (Cramming's choice for
+pretraining), the learned position table started at the sinusoidal table (`sinusoidal_positions`, the
+standard deviation it is scaled to), the peak learning rate, the schedule, the sequence length, the batch
+size. The default variants are the default, dropout 0 with the fitted vocabulary, the sinusoidal start
+alone, and the recipe the committed checkpoints use (all three). All variants read the frozen Python-docs
+corpus through one pipeline, the own-corpus one (`bertnb.own_corpus`, the corpus written once as text to
+runs/cache/ by `bertnb.corpus.write_corpus_text`), so the held-out documents are the same for all; `python -m
+bertnb.pretrain --corpus python-docs --vocab wordpiece --vocab-size 4000 --dropout 0 --sinusoidal-positions 0.1
+...` trains the recipe for real, on the same split.
 
-Equal wall clock: each variant's seconds per step are timed interleaved at the start (a neighbour's burst slows
-all alike; `bertnb.timing.interleaved_seconds`; variants whose steps cost the same, e.g. two learning rates,
-share one timing) and its step count set to fill `--minutes`; the seconds each run really took are reported,
-since on a shared machine the timing and the runs see different loads; a cheaper step
-(a smaller vocabulary) buys more steps, which is part of what it is worth. The seed sets the initial weights
-and the batch order; the data split and the masks are fixed. Each trained model is evaluated once, on a fixed
-held-out subset (512 NSP pairs, as the pretraining runs), split by kind of slot (`bertnb.metrics.evaluate(...,
-mask_id=...)`), beside the rivals of `bertnb.rivals` fitted on the same training split and scored on the same
-slots (a vocabulary changes what a token is, so each variant is compared with the rivals of its own
-tokenization: the column that matters is "[MASK] accuracy minus the best rival's"). Passes over the corpus
-(epochs) are reported for each run: with a 30,522-token output layer few passes fit in a budget; with a
-smaller one, many.
+Equal wall clock: each variant's seconds per step are timed interleaved at the start, before any run (a
+neighbour's burst slows all alike; `bertnb.timing.interleaved_seconds`; variants whose steps cost the same, e.g.
+two learning rates, share one timing), and its step count set to fill `--minutes`; the seconds each run really
+took are reported, since with --workers the runs share the machine (which changes their wall time, not their
+results: a run is a fixed number of steps). A cheaper step (a smaller vocabulary) buys more steps, which is
+part of what it is worth. The seed sets the initial weights and the batch order; the data split and the masks
+are fixed. Each trained model is evaluated once, on a fixed held-out subset (512 NSP pairs, as the
+pretraining runs), split by kind of slot (`bertnb.metrics.evaluate(..., mask_id=...)`), beside the rivals of
+`bertnb.rivals` fitted on the same training split and scored on the same slots (a vocabulary changes what a
+token is, so each variant is compared with the rivals of its own tokenization: the column that matters is
+"[MASK] accuracy minus the best rival's"). Passes over the corpus (epochs) are reported for each run.
 """
 
 from __future__ import annotations
@@ -80,8 +83,8 @@ VARIANTS = {
     "recipe, sinusoidal start 0.4": {**RECIPE, "sinusoidal_positions": 0.4},
     "recipe, peak lr 2e-3": {**RECIPE, "lr": 2e-3},
 }
-DEFAULT_VARIANTS = ["default (bert-base vocab 30,522)", "sinusoidal position start 0.1", "WordPiece 4,000, dropout 0",
-                    "recipe: WordPiece 4,000, dropout 0, sinusoidal start 0.1", "recipe, sinusoidal start 0.4"]
+DEFAULT_VARIANTS = ["default (bert-base vocab 30,522)", "WordPiece 4,000, dropout 0", "sinusoidal position start 0.1",
+                    "recipe: WordPiece 4,000, dropout 0, sinusoidal start 0.1"]
 
 
 def variant_config(changes: dict, **run) -> PretrainConfig:
