@@ -137,8 +137,8 @@ def main(argv=None) -> list[dict]:
                    if not args.encoders or name in args.encoders} if args.long_steps else set()
     reused = json.loads(args.reuse.read_text())["rows"] if args.reuse else []
 
-    def kept(row) -> bool:  # a reused row this run does not redo (the baselines are always kept)
-        return row["task"] in args.tasks and row["model"] not in redone | redone_long
+    def kept(row) -> bool:  # a reused row this run does not redo or make stale (the baselines are always kept)
+        return row["task"] in args.tasks and row["model"].removesuffix("-long") not in redone | redone_long
 
     rows.extend(row for row in reused if kept(row))
 
