@@ -28,6 +28,7 @@ import torch
 
 from bertnb.checkpoint import load_run, publish_run  # noqa: F401 (where chapter 07 and the README find them)
 from bertnb.corpus import CORPORA
+from bertnb.own_corpus import DEFAULT_CACHE_DIR  # where a corpus read as text is tokenized to
 from bertnb.validation import check_choice, check_float, check_int
 
 
@@ -145,8 +146,6 @@ class PretrainConfig:
 
 # --------------------------------------------------------------------------------------------------------
 # A run's data: built from its config, or rebuilt from its folder exactly as the run saw it
-
-DEFAULT_CACHE_DIR = Path("runs") / "cache"  # where a corpus read as text is tokenized to (git ignores runs/)
 
 
 def run_data(cfg: PretrainConfig, cache_dir=DEFAULT_CACHE_DIR, ranks=None):

@@ -22,7 +22,7 @@ import torch
 
 from bertnb.checkpoint import CheckpointError, CheckpointWriteError, read_checkpoint, save_weights
 from bertnb.distributed import launched_by_torchrun
-from bertnb.pretrain import PretrainConfig, pretrain, resolve_bf16, run_data
+from bertnb.pretrain import DEFAULT_CACHE_DIR, PretrainConfig, pretrain, resolve_bf16, run_data
 from bertnb.validation import check_int
 
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                    help="auto = CUDA when present, then MPS, else the CPU")
     p.add_argument("--threads", default="auto", help="torch CPU threads, or auto (time 1 and the default)")
-    p.add_argument("--cache-dir", default=str(Path("runs") / "cache"),
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR),
                    help="where your own corpus is tokenized to, once (memory-mapped afterwards)")
     for f in dataclasses.fields(PretrainConfig):
         meta, name = f.metadata, "--" + f.name.replace("_", "-")
