@@ -204,8 +204,8 @@ def main(argv=None) -> dict:
             print(f"budget: {args.minutes:g} min -> {cfg.total_steps} steps")
     elif args.threads != "auto":
         torch.set_num_threads(args.threads)
-    if resume_state is not None and resume_state["step"] >= (args.stop_at or cfg.total_steps):
-        sys.exit(f"error: {args.resume} is already at step {resume_state['step']}: nothing left to train")
+    if resume_state is not None:
+        refuse_or_finish(args.resume, resume_state["step"], args.stop_at or cfg.total_steps)
 
     result = _train(model, train_data, heldout_data, cfg, args, ranks, device, out / "checkpoint.pt",
                     {"command": command, "threads": torch.get_num_threads()}, tokenizer)
@@ -224,6 +224,16 @@ def main(argv=None) -> dict:
     print_summary(result, out)
     distributed.finish(ranks)  # the other ranks wait here until rank 0 has written everything
     return metrics
+
+
+def refuse_or_finish(checkpoint, step: int, target: int) -> None:
+    """A checkpoint past the step asked for cannot go back; one exactly at it trains no step and writes the run's
+    files (model.safetensors, metrics.json, loss.png): what is left when a run was killed after its last
+    checkpoint but before writing them."""
+    if step > target:
+        sys.exit(f"error: {checkpoint} is already at step {step}, past step {target}: nothing left to train")
+    if step == target:
+        print(f"{checkpoint} is already at step {step}: no step left to train, writing the run's files")
 
 
 def _train(model, train_data, heldout_data, cfg, args, ranks, device, checkpoint_path, extras, tokenizer) -> dict:
@@ -250,7 +260,7 @@ def _run_rank(cfg: PretrainConfig, args, ranks, device) -> dict:
     from bertnb.model import BertForPreTraining
 
     device = distributed.rank_device(device, ranks)
-    if args.resume and read_checkpoint(args.resume)["step"] >= (args.stop_at or cfg.total_steps):
+    if args.resume and read_checkpoint(args.resume)["step"] > (args.stop_at or cfg.total_steps):
         sys.exit(0)  # rank 0 says why
     train_data, heldout_data, tokenizer = run_data(cfg, args.cache_dir, ranks)
     torch.manual_seed(cfg.seed)

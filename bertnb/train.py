@@ -207,6 +207,8 @@ def _resume(path, model, optimizer, scheduler, run: dict, stop_at: int):
         raise CheckpointError(f"cannot resume {path}: these settings differ from the run that wrote it "
                               f"(checkpoint, now): {different}. Resume with the settings it was written with.")
     apply_checkpoint(path, state, model, optimizer, scheduler, restore_rng=False)
-    if state["step"] >= stop_at:
-        raise ValueError(f"{path} is at step {state['step']}; nothing to do up to step {stop_at}")
+    if state["step"] > stop_at:
+        raise ValueError(f"{path} is at step {state['step']}, past stop_at={stop_at}: it cannot go back")
+    # At exactly stop_at the loop takes no step: a run killed after its last checkpoint but before its caller
+    # wrote the final files resumes into writing them.
     return list(state["extra"]["losses"]), list(state["extra"]["history"]), state["step"]

@@ -152,6 +152,15 @@ def test_cli_end_to_end_on_the_real_english_corpus(tmp_path):
 
     assert losses(half) == losses(out)
 
+    # Killed after its last checkpoint but before its files were written: resuming trains no step and writes them.
+    (half / "model.safetensors").unlink()
+    finished = pretrain.main(["--resume", str(half / "checkpoint.pt"), "--out", str(half)])
+    assert finished["steps"] == 4 and finished["history"] == saved["history"] and losses(half) == losses(out)
+    rewritten = pretrain.load_run(half)[0].state_dict()
+    assert all(torch.equal(rewritten[k], v) for k, v in model.state_dict().items())  # the weights of the full run
+    with pytest.raises(SystemExit, match="already at step 4, past step 3"):  # a checkpoint cannot go back
+        pretrain.main(["--resume", str(half / "checkpoint.pt"), "--out", str(half), "--stop-at", "3"])
+
     # Published as a small float16 checkpoint folder; one over the size limit is refused before anything is written.
     published = pretrain.publish_run(out, tmp_path / "checkpoint")
     again, _, _ = pretrain.load_run(tmp_path / "checkpoint")
