@@ -8,10 +8,12 @@ from pathlib import Path
 
 
 def mean_std(values, decimals: int = 3) -> str:
-    """'mean ± sample standard deviation' of the values that are not None (0 spread for a single value)."""
+    """'mean ± sample standard deviation' of the values that are not None; a single value alone (one seed has
+    no spread to show)."""
     values = [v for v in values if v is not None]
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{decimals}f} ± {spread:.{decimals}f}"
+    if len(values) == 1:
+        return f"{values[0]:.{decimals}f}"
+    return f"{statistics.mean(values):.{decimals}f} ± {statistics.stdev(values):.{decimals}f}"
 
 
 def write_json(path, record: dict) -> Path:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from _common import mean_std  # noqa: E402  (benchmarks/, beside this script)
 from bertnb.finetune import (TASKS, BertClassifier, classification_metrics, encode_examples, evaluate_classifier,
                              fine_tune, load_encoder)
 from bertnb.finetune_baselines import bag_of_words_baseline, majority_class
@@ -75,12 +76,6 @@ def run_baselines(task: str) -> list[dict]:
     bow = bag_of_words_baseline(train, dev, test, ANALYZER[task], num_classes)
     rows.append({"task": task, "model": "bag-of-words", **bow, "fit_seconds": time.perf_counter() - started})
     return rows
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 ROW_NAMES = {"majority": "majority class", "bag-of-words": "bag-of-words logistic regression",

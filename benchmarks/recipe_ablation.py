@@ -50,13 +50,13 @@ from bertnb.corpus import write_corpus_text  # noqa: E402
 from bertnb.data import batch_indices, heldout_batches, make_batch  # noqa: E402
 from bertnb.metrics import evaluate  # noqa: E402
 from bertnb.model import BertForPreTraining  # noqa: E402
-from bertnb.own_corpus import build_own_corpus_data  # noqa: E402
+from bertnb.own_corpus import DEFAULT_CACHE_DIR, build_own_corpus_data  # noqa: E402
 from bertnb.pretrain import PretrainConfig, pretrain  # noqa: E402
 from bertnb.rivals import rival_baselines  # noqa: E402
 from bertnb.timing import interleaved_seconds  # noqa: E402
 from bertnb.train import make_optimizer, train_step  # noqa: E402
 
-CACHE = Path("runs") / "cache"
+CACHE = DEFAULT_CACHE_DIR  # runs/cache, where the command line writes it too
 CORPUS_FILE = CACHE / "python-docs.txt"  # bertnb.corpus.write_corpus_text, as the command line writes it
 EVAL_EXAMPLES, EVAL_BATCH = 512, 32  # the held-out subset every model is scored on (as the pretraining runs)
 RIVALS = ("unigram", "left_bigram", "two_sided", "copy_two_sided")
@@ -82,7 +82,18 @@ VARIANTS = {
     "recipe, sinusoidal start 0.02": {**RECIPE, "sinusoidal_positions": 0.02},
     "recipe, sinusoidal start 0.4": {**RECIPE, "sinusoidal_positions": 0.4},
     "recipe, peak lr 2e-3": {**RECIPE, "lr": 2e-3},
+    # one change at a time around the recipe: which of its parts matter, and the knobs it leaves at the default
+    "recipe, dropout 0.1": {**RECIPE, "dropout": 0.1},
+    "recipe, bert-base vocab 30,522": {"dropout": 0.0, "sinusoidal_positions": 0.1},
+    "recipe, peak lr 5e-4": {**RECIPE, "lr": 5e-4},
+    "recipe, constant lr after warmup": {**RECIPE, "schedule": "constant"},
+    "recipe, m 128, p 20": {**RECIPE, "max_len": 128, "max_pred": 20},
+    "recipe, B 64": {**RECIPE, "batch_size": 64},
+    "recipe, B 16": {**RECIPE, "batch_size": 16},
 }
+AROUND_RECIPE = ["recipe: WordPiece 4,000, dropout 0, sinusoidal start 0.1", "recipe, dropout 0.1",
+                 "recipe, bert-base vocab 30,522", "recipe, peak lr 5e-4", "recipe, peak lr 2e-3",
+                 "recipe, constant lr after warmup", "recipe, m 128, p 20", "recipe, B 64", "recipe, B 16"]
 DEFAULT_VARIANTS = ["default (bert-base vocab 30,522)", "WordPiece 4,000, dropout 0", "sinusoidal position start 0.1",
                     "recipe: WordPiece 4,000, dropout 0, sinusoidal start 0.1"]
 
@@ -171,6 +182,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="NAME",
                         help="variant names (see --list)")
+    parser.add_argument("--around-recipe", action="store_true",
+                        help="the recipe and one change to it at a time (vocabulary, dropout, lr, schedule, m, B)")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (one per core)")
@@ -179,6 +192,8 @@ def main(argv=None) -> dict:
     if args.list:
         print("\n".join(f"{name}: {changes or 'the default config'}" for name, changes in VARIANTS.items()))
         return {}
+    if args.around_recipe:
+        args.variants = AROUND_RECIPE
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}: allowed {list(VARIANTS)}")

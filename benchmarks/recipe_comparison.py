@@ -23,7 +23,6 @@ most-frequent-token baseline, held-out MLM loss against the unigram entropy, NSP
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from _common import mean_std  # noqa: E402
+from _common import mean_std, write_json  # noqa: E402
 from bertnb.data import batch_indices, build_pretraining_data, make_batch  # noqa: E402
 from bertnb.model import BertConfig, BertForPreTraining  # noqa: E402
 from bertnb.pretrain import PretrainConfig, pretrain  # noqa: E402
@@ -123,7 +122,7 @@ def main(argv=None) -> dict:
                "threads": torch.get_num_threads(),
                "seconds_per_step": step_seconds, "steps": steps, "results": results, "baselines": baselines}
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+        write_json(args.json, summary)
     return summary
 
 
