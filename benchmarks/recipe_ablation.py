@@ -2,6 +2,7 @@
 each model read against its own n-gram rivals on [MASK] slots.
 
     python benchmarks/recipe_ablation.py --minutes 5 --seeds 0 1 2 --threads 1 --workers 2   # benchmarks/README.md
+    python benchmarks/recipe_ablation.py --minutes 4 --seeds 0 1 2 --threads 1 --workers 2 --around-recipe
     python benchmarks/recipe_ablation.py --minutes 1 --seeds 0 1 2 --threads 1                # a smoke run
     python benchmarks/recipe_ablation.py --list                                               # the variants
 
@@ -12,7 +13,9 @@ fitted to the training split (4,000 or 8,000 entries, `bertnb.wordpiece`), dropo
 pretraining), the learned position table started at the sinusoidal table (`sinusoidal_positions`, the
 standard deviation it is scaled to), the peak learning rate, the schedule, the sequence length, the batch
 size. The default variants are the default, dropout 0 with the fitted vocabulary, the sinusoidal start
-alone, and the recipe the committed checkpoints use (all three). All variants read the frozen Python-docs
+alone, and the recipe the committed checkpoints use (all three); `--around-recipe` takes the recipe and changes
+one thing at a time: its vocabulary or its dropout undone (without its sinusoidal start it is the variant
+"WordPiece 4,000, dropout 0"), the peak learning rate, the schedule, m and B. All variants read the frozen Python-docs
 corpus through one pipeline, the own-corpus one (`bertnb.own_corpus`, the corpus written once as text to
 runs/cache/ by `bertnb.corpus.write_corpus_text`), so the held-out documents are the same for all; `python -m
 bertnb.pretrain --corpus python-docs --vocab wordpiece --vocab-size 4000 --dropout 0 --sinusoidal-positions 0.1
